@@ -1,0 +1,101 @@
+//! The `roost` command: wires config, store, plugins and (later) the servers together.
+//! This is the binary's edge, so errors are `anyhow`; `exit_code` maps them to 0/1/2.
+
+mod lists;
+mod plugin;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::{config::ConfigError, pipeline::SetupError};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "roost",
+    version,
+    about = "A clustered mailing-list server with sandboxed WebAssembly list plugins"
+)]
+pub struct Cli {
+    /// The node's config file.
+    #[arg(
+        long,
+        global = true,
+        env = "ROOST_CONFIG",
+        default_value = "roost.toml"
+    )]
+    pub config: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a node until SIGINT or SIGTERM.
+    Serve,
+    /// Create or update the database schema, then exit.
+    Migrate,
+    /// Show the lists and their plugin chains.
+    Lists,
+    /// Work with plugin components.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PluginCommand {
+    /// Check that FILE is a roost:list/plugin component; print its name, version and hooks.
+    Check {
+        /// The component file (.wasm).
+        file: PathBuf,
+    },
+}
+
+/// A usage mistake (bad argument or file): exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve => serve::run(&cli.config).await,
+        Command::Migrate => lists::migrate(&cli.config).await,
+        Command::Lists => lists::show(&cli.config).await,
+        Command::Plugin(PluginCommand::Check { file }) => plugin::check(&file).await,
+    }
+}
+
+/// 2 for usage and config errors, 1 for failures at run time.
+pub fn exit_code(e: &anyhow::Error) -> i32 {
+    let usage = e.chain().any(|c| {
+        c.is::<ConfigError>() || c.is::<UsageError>() || c.downcast_ref::<SetupError>().is_some()
+    });
+    if usage { 2 } else { 1 }
+}
+
+/// Load the config or fail with exit code 2.
+fn load_config(path: &std::path::Path) -> anyhow::Result<crate::config::Config> {
+    Ok(crate::config::Config::load(path)?)
+}
+
+/// Open the database named by the config and bring its schema up to date.
+async fn open_store(config: &crate::config::Config) -> anyhow::Result<crate::store::Store> {
+    let url = &config.node.database_url;
+    let store = crate::store::Store::connect(url)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", crate::store::redact(url)))?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+fn runtime_for(config: &crate::config::Config) -> anyhow::Result<crate::plugins::Runtime> {
+    Ok(crate::plugins::Runtime::new(
+        crate::plugins::RuntimeOptions {
+            instances: config.node.plugin_instances,
+            max_memory: config.node.plugin_max_memory,
+            cache_dir: Some(config.node.plugin_cache_dir.clone()),
+        },
+    )?)
+}

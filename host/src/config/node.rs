@@ -1,0 +1,184 @@
+//! The node's file, `roost.toml`: who this node is, its database, where plugins and lists are.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{
+    error::{ConfigError, line_col},
+    parse::read_toml,
+    plugin::{PluginEntry, PluginUse},
+    units::Size,
+};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NodeFile {
+    #[serde(default)]
+    node: NodeSection,
+    #[serde(default)]
+    database: DatabaseSection,
+    #[serde(default)]
+    plugins: PluginsSection,
+    #[serde(default)]
+    lists: ListsSection,
+    #[serde(default)]
+    plugin: Vec<Spanned<PluginEntry>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NodeSection {
+    name: Option<String>,
+    hostname: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DatabaseSection {
+    url: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PluginsSection {
+    dir: Option<PathBuf>,
+    cache_dir: Option<PathBuf>,
+    instances: Option<u32>,
+    max_memory: Option<Size>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ListsSection {
+    dir: Option<PathBuf>,
+}
+
+/// The node's settings, resolved: relative paths are relative to the config file.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub file: PathBuf,
+    pub name: String,
+    pub hostname: String,
+    pub database_url: String,
+    pub plugin_dir: PathBuf,
+    pub plugin_cache_dir: PathBuf,
+    /// Plugin instances that may run at once on this node (the pooling allocator's slots).
+    pub plugin_instances: u32,
+    /// The largest `plugin_memory` any list may ask for.
+    pub plugin_max_memory: u64,
+    pub lists_dir: PathBuf,
+    /// Node-level plugins (server-wide routes and schedules).
+    pub plugins: Vec<PluginUse>,
+}
+
+pub(super) fn load_node(file: &Path) -> Result<NodeConfig, ConfigError> {
+    let (raw, text): (NodeFile, String) = read_toml(file)?;
+    let base = file.parent().unwrap_or(Path::new("."));
+    let rel = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+
+    let host = system_hostname();
+    let name = env_or("ROOST_NODE_NAME", raw.node.name).unwrap_or_else(|| host.clone());
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(ConfigError::invalid(
+            file,
+            format!("node.name `{name}` must be 1-64 letters, digits, `-`, `_` or `.`"),
+        ));
+    }
+    let hostname = raw.node.hostname.unwrap_or(host);
+
+    let url = env_or("ROOST_DATABASE_URL", raw.database.url)
+        .unwrap_or_else(|| "sqlite://roost.db".to_string());
+    let database_url = resolve_sqlite_url(&url, base);
+    if !(database_url.starts_with("sqlite:")
+        || database_url.starts_with("postgres://")
+        || database_url.starts_with("postgresql://"))
+    {
+        return Err(ConfigError::invalid(
+            file,
+            "database.url must start with sqlite:// or postgres://",
+        ));
+    }
+
+    let plugin_dir = rel(raw.plugins.dir.unwrap_or_else(|| "plugins".into()));
+    let plugin_cache_dir = rel(raw
+        .plugins
+        .cache_dir
+        .unwrap_or_else(|| ".roost/plugin-cache".into()));
+    let plugin_instances = raw.plugins.instances.unwrap_or(128);
+    if !(1..=10_000).contains(&plugin_instances) {
+        return Err(ConfigError::invalid(
+            file,
+            "plugins.instances must be between 1 and 10000",
+        ));
+    }
+    let plugin_max_memory = raw.plugins.max_memory.map_or(1 << 30, |s| s.0);
+    if !((1 << 20)..=(4u64 << 30)).contains(&plugin_max_memory) {
+        return Err(ConfigError::invalid(
+            file,
+            "plugins.max_memory must be between 1MiB and 4GiB",
+        ));
+    }
+    let lists_dir = rel(raw.lists.dir.unwrap_or_else(|| "lists".into()));
+
+    let plugins = raw
+        .plugin
+        .into_iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let line = line_col(&text, entry.span().start).0;
+            PluginUse::resolve(entry.into_inner(), file, line, i, base, &plugin_dir)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    Ok(NodeConfig {
+        file: file.to_path_buf(),
+        name,
+        hostname,
+        database_url,
+        plugin_dir,
+        plugin_cache_dir,
+        plugin_instances,
+        plugin_max_memory,
+        lists_dir,
+        plugins,
+    })
+}
+
+/// Secrets and per-node values may come from the environment instead of the file.
+fn env_or(var: &str, value: Option<String>) -> Option<String> {
+    std::env::var(var).ok().filter(|v| !v.is_empty()).or(value)
+}
+
+/// `sqlite://roost.db` means a file next to the config, not in whatever directory the node
+/// happened to be started from.
+fn resolve_sqlite_url(url: &str, base: &Path) -> String {
+    match url.strip_prefix("sqlite://") {
+        Some(rest) if !rest.starts_with('/') && !rest.starts_with(':') => {
+            let (path, query) = rest
+                .split_once('?')
+                .map_or((rest, None), |(p, q)| (p, Some(q)));
+            let full = base.join(path);
+            match query {
+                Some(q) => format!("sqlite://{}?{q}", full.display()),
+                None => format!("sqlite://{}", full.display()),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn system_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}

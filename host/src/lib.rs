@@ -1,0 +1,8 @@
+//! Roost: a clustered mailing-list server whose list behaviours are sandboxed WebAssembly
+//! plugins. See ARCHITECTURE.md for the map of modules and how a post flows through them.
+
+pub mod cli;
+pub mod config;
+pub mod pipeline;
+pub mod plugins;
+pub mod store;

@@ -1,0 +1,82 @@
+//! What a plugin call carries in its wasmtime `Store`: whose call it is, and its limits.
+
+use std::sync::Arc;
+
+use wasmtime::ResourceLimiter;
+
+use super::error::{HostFailure, MemoryCapHit};
+use crate::{config::PluginLimits, store::Store};
+
+/// Who a call acts for. Every import is confined to this list and plugin.
+#[derive(Debug)]
+pub struct Scope {
+    /// The list's address; empty for node-level plugins.
+    pub list: String,
+    /// The plugin's name (its manifest name).
+    pub plugin: String,
+    /// The plugin's TOML table, handed over by the `config` import.
+    pub config: String,
+    pub limits: PluginLimits,
+    /// The shared database; `None` where a plugin is only inspected (`roost plugin check`).
+    pub store: Option<Store>,
+}
+
+/// Most tables wit-bindgen guests have hold a few dozen entries; a table that wants to grow
+/// past this is a plugin gone wrong.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+pub struct HostState {
+    pub(super) scope: Arc<Scope>,
+    pub(super) hook: &'static str,
+    /// The last line the plugin logged at error level: a panicking guest sends its panic
+    /// message there just before it traps, and the call's error repeats it.
+    pub(super) last_error: Option<String>,
+    pub(super) log_lines: u32,
+}
+
+impl HostState {
+    pub(super) fn new(scope: Arc<Scope>, hook: &'static str) -> Self {
+        HostState {
+            scope,
+            hook,
+            last_error: None,
+            log_lines: 0,
+        }
+    }
+
+    pub(super) fn db(&self) -> wasmtime::Result<&Store> {
+        self.scope
+            .store
+            .as_ref()
+            .ok_or_else(|| wasmtime::Error::new(HostFailure("no database in this context".into())))
+    }
+}
+
+impl ResourceLimiter for HostState {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let cap = self.scope.limits.memory;
+        if desired as u64 > cap {
+            // An error (not `Ok(false)`) traps at once, so the guest cannot swallow the
+            // failed allocation and carry on in a degraded state.
+            return Err(wasmtime::Error::new(MemoryCapHit {
+                cap,
+                desired: desired as u64,
+            }));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}

@@ -1,0 +1,202 @@
+//! List members. Addresses are matched case-insensitively (by a lower-cased key) and shown
+//! as they were given.
+
+use sqlx::{Row, any::AnyRow};
+
+use super::{Result, Store, StoreError, now_ms};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    Enabled,
+    DisabledBounces,
+    DisabledMember,
+    DisabledOwner,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Enabled => "enabled",
+            DeliveryStatus::DisabledBounces => "disabled-bounces",
+            DeliveryStatus::DisabledMember => "disabled-member",
+            DeliveryStatus::DisabledOwner => "disabled-owner",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            DeliveryStatus::Enabled,
+            DeliveryStatus::DisabledBounces,
+            DeliveryStatus::DisabledMember,
+            DeliveryStatus::DisabledOwner,
+        ]
+        .into_iter()
+        .find(|d| d.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    pub address: String,
+    pub name: Option<String>,
+    pub status: DeliveryStatus,
+    pub moderated: bool,
+    pub bounce_score: f64,
+    pub joined_at: i64,
+}
+
+/// The columns `member()` reads, as a literal so statements stay `&'static str`.
+macro_rules! select_member {
+    ($rest:literal) => {
+        concat!(
+            "SELECT address, name, status, moderated, bounce_score, joined_at FROM members ",
+            $rest
+        )
+    };
+}
+
+fn member(row: &AnyRow) -> Result<Member> {
+    let status: String = row.try_get(2)?;
+    Ok(Member {
+        address: row.try_get(0)?,
+        name: row.try_get(1)?,
+        status: DeliveryStatus::parse(&status)
+            .ok_or_else(|| StoreError::Invalid(format!("unknown member status `{status}`")))?,
+        moderated: row.try_get::<i64, _>(3)? != 0,
+        bounce_score: row.try_get(4)?,
+        joined_at: row.try_get(5)?,
+    })
+}
+
+fn key(address: &str) -> String {
+    address.trim().to_lowercase()
+}
+
+impl Store {
+    pub async fn member(&self, list: &str, address: &str) -> Result<Option<Member>> {
+        let row = sqlx::query(select_member!("WHERE list = $1 AND address_key = $2"))
+            .bind(list)
+            .bind(key(address))
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(member).transpose()
+    }
+
+    /// Add a member with delivery enabled; false when the address is already a member.
+    pub async fn add_member(&self, list: &str, address: &str, name: Option<&str>) -> Result<bool> {
+        let address = address.trim();
+        if !address.contains('@') || address.len() > 320 || address.contains(char::is_whitespace) {
+            return Err(StoreError::Invalid(format!(
+                "`{address}` is not a mail address"
+            )));
+        }
+        let n = sqlx::query(
+            "INSERT INTO members (list, address, address_key, name, joined_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (list, address_key) DO NOTHING",
+        )
+        .bind(list)
+        .bind(address)
+        .bind(key(address))
+        .bind(name)
+        .bind(now_ms())
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    pub async fn remove_member(&self, list: &str, address: &str) -> Result<bool> {
+        let n = sqlx::query("DELETE FROM members WHERE list = $1 AND address_key = $2")
+            .bind(list)
+            .bind(key(address))
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Members in address order strictly after `after`, at most `limit` (≤ 1000).
+    pub async fn members_page(
+        &self,
+        list: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Member>> {
+        let rows = sqlx::query(select_member!(
+            "WHERE list = $1 AND address_key > $2 ORDER BY address_key LIMIT $3"
+        ))
+        .bind(list)
+        .bind(after.map(key).unwrap_or_default())
+        .bind(i64::from(limit.min(1000)))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(member).collect()
+    }
+
+    pub async fn member_count(&self, list: &str) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM members WHERE list = $1")
+            .bind(list)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    pub async fn set_member_status(
+        &self,
+        list: &str,
+        address: &str,
+        status: DeliveryStatus,
+    ) -> Result<bool> {
+        let sql = "UPDATE members SET status = $1 WHERE list = $2 AND address_key = $3";
+        self.update_member(sql, list, address, status.as_str().to_string())
+            .await
+    }
+
+    pub async fn set_member_bounce_score(
+        &self,
+        list: &str,
+        address: &str,
+        score: f64,
+    ) -> Result<bool> {
+        if !score.is_finite() {
+            return Err(StoreError::Invalid(
+                "bounce score must be a finite number".into(),
+            ));
+        }
+        let sql = "UPDATE members SET bounce_score = $1 WHERE list = $2 AND address_key = $3";
+        self.update_member(sql, list, address, score).await
+    }
+
+    pub async fn set_member_moderated(
+        &self,
+        list: &str,
+        address: &str,
+        moderated: bool,
+    ) -> Result<bool> {
+        let sql = "UPDATE members SET moderated = $1 WHERE list = $2 AND address_key = $3";
+        self.update_member(sql, list, address, i64::from(moderated))
+            .await
+    }
+
+    /// Run one of the `UPDATE members SET x = $1 WHERE list = $2 AND address_key = $3`
+    /// statements above.
+    async fn update_member<T>(
+        &self,
+        sql: &'static str,
+        list: &str,
+        address: &str,
+        value: T,
+    ) -> Result<bool>
+    where
+        T: for<'q> sqlx::Encode<'q, sqlx::Any> + sqlx::Type<sqlx::Any> + Send,
+    {
+        let n = sqlx::query(sql)
+            .bind(value)
+            .bind(list)
+            .bind(key(address))
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        Ok(n == 1)
+    }
+}
