@@ -1,0 +1,38 @@
+# Roost: `make demo` runs a demo node, `make test` runs every test. Both set up what they
+# need (wasm toolchain, plugin builds, PostgreSQL for the tests) on their own.
+
+CARGO ?= cargo
+CONFIG ?= examples/demo/roost.toml
+
+.PHONY: all toolchain plugins build demo test unit lint bench clean
+
+all: build plugins
+
+toolchain:
+	scripts/setup-wasm-toolchain.sh
+
+plugins: toolchain
+	scripts/build-plugins.sh
+
+build:
+	$(CARGO) build -p roost
+
+demo: plugins build
+	$(CARGO) run -q -p roost -- serve --config $(CONFIG)
+
+# Every test: unit tests, the plugin runtime against real hostile components, storage on
+# SQLite and on PostgreSQL.
+test: plugins
+	scripts/ensure-postgres.sh
+	$(CARGO) test -p roost -p roost-plugin-sdk -p subject-tag --no-fail-fast
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Figures, not pass/fail: plugin call cost and compile-cache hit time (release build).
+bench: plugins
+	$(CARGO) bench -p roost --bench plugin_calls
+
+clean:
+	$(CARGO) clean
