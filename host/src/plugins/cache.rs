@@ -9,6 +9,7 @@ use std::{
     hash::{Hash, Hasher},
     io::Write,
     path::{Path, PathBuf},
+    sync::atomic::{AtomicU64, Ordering},
 };
 
 use sha2::{Digest, Sha256};
@@ -71,9 +72,12 @@ impl CompileCache {
         };
         let file = dir.join(format!("{}-{}.cwasm", &digest[..32], self.engine_hash));
         if file.is_file() {
+            // Read into memory rather than map the file: a file truncated under a mapping
+            // (an operator clearing the cache) would kill the node with SIGBUS.
+            let artifact = std::fs::read(&file).map_err(wasmtime::Error::new)?;
             // SAFETY: the file was written by `store` below from our own compilation with an
             // engine of the same compatibility hash, into a directory only this node writes.
-            match unsafe { Component::deserialize_file(engine, &file) } {
+            match unsafe { Component::deserialize(engine, &artifact) } {
                 Ok(component) => return Ok((component, CacheOutcome::Hit)),
                 Err(e) => {
                     tracing::warn!(file = %file.display(), error = %e, "discarding unusable cached plugin");
@@ -97,8 +101,17 @@ impl CompileCache {
 /// Write via a temporary file and rename, so a crash never leaves half an artifact under
 /// the final name.
 fn store(file: &Path, artifact: &[u8]) -> std::io::Result<()> {
-    let tmp = file.with_extension(format!("tmp{}", std::process::id()));
-    let mut f = std::fs::File::create(&tmp)?;
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    // A name of its own per writer: two loads of one component at once must not share it.
+    let tmp = file.with_extension(format!(
+        "tmp-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)?;
     f.write_all(artifact)?;
     f.sync_all()?;
     std::fs::rename(&tmp, file)

@@ -73,7 +73,7 @@ pub struct Bound {
 pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
-    cache: CompileCache,
+    cache: Arc<CompileCache>,
     slots: Arc<Semaphore>,
     max_memory: u64,
     loaded: Mutex<HashMap<String, Arc<LoadedPlugin>>>,
@@ -99,7 +99,7 @@ impl Runtime {
             |s| s,
         )
         .map_err(|e| LoadError::Engine(e.to_string()))?;
-        let cache = CompileCache::new(&engine, options.cache_dir.as_deref());
+        let cache = Arc::new(CompileCache::new(&engine, options.cache_dir.as_deref()));
         let _ticker = EpochTicker::start(&engine);
         Ok(Runtime {
             slots: Arc::new(Semaphore::new(options.instances as usize)),
@@ -125,15 +125,17 @@ impl Runtime {
             return Ok(p);
         }
         check_header(path, &bytes)?;
-        let (component, cache) = {
-            let (engine, cache, bytes, digest) = (&self.engine, &self.cache, &bytes, &digest);
-            // Compiling is CPU-heavy (tens of ms); keep it off the async workers.
-            tokio::task::block_in_place(|| cache.load(engine, bytes, digest))
-        }
-        .map_err(|e| LoadError::Compile {
+        let compile_error = |message: String| LoadError::Compile {
             path: path.to_path_buf(),
-            message: format!("{e:#}"),
-        })?;
+            message,
+        };
+        // Compiling is CPU-heavy (tens of ms or more); keep it off the async workers.
+        let (engine, cache, key) = (self.engine.clone(), self.cache.clone(), digest.clone());
+        let (component, cache) =
+            tokio::task::spawn_blocking(move || cache.load(&engine, &bytes, &key))
+                .await
+                .map_err(|e| compile_error(e.to_string()))?
+                .map_err(|e| compile_error(format!("{e:#}")))?;
         let world = |e: wasmtime::Error| LoadError::World {
             path: path.to_path_buf(),
             message: explain_world_error(&e),
@@ -242,7 +244,7 @@ impl Runtime {
     fn finish<T>(
         &self,
         bound: &Bound,
-        hook: Hook,
+        hook: &'static str,
         store: &WasmStore<HostState>,
         outcome: Result<wasmtime::Result<Result<T, String>>, tokio::time::error::Elapsed>,
     ) -> Result<T, CallError> {
@@ -255,11 +257,11 @@ impl Runtime {
         Err(self.fail(bound, hook, failure))
     }
 
-    fn fail(&self, bound: &Bound, hook: Hook, failure: Failure) -> CallError {
+    fn fail(&self, bound: &Bound, hook: &'static str, failure: Failure) -> CallError {
         let err = CallError {
             plugin: bound.scope.plugin.clone(),
             list: bound.scope.list.clone(),
-            hook: hook.name(),
+            hook,
             failure,
         };
         tracing::warn!(error = %err, "plugin call failed");
@@ -272,8 +274,8 @@ impl Runtime {
 /// higher-ranked closure cannot express without cloning the message.
 macro_rules! invoke {
     ($rt:expr, $bound:expr, $hook:expr, |$plugin:ident, $store:ident| $call:expr) => {{
-        let (rt, bound, hook) = ($rt, $bound, $hook);
-        let (mut store, permit) = rt.begin(&bound.scope, hook.name()).await;
+        let (rt, bound, hook): (&Runtime, &Bound, &'static str) = ($rt, $bound, $hook);
+        let (mut store, permit) = rt.begin(&bound.scope, hook).await;
         let pre = &bound.plugin.pre;
         // The epoch deadline stops a plugin that computes; this stops one whose import
         // (say, a database call) hangs. A small margin lets the precise one fire first.
@@ -293,18 +295,15 @@ impl Runtime {
     /// Ask the plugin whether its TOML table for this list is valid.
     pub async fn check_config(&self, bound: &Bound) -> Result<(), CallError> {
         let config = bound.scope.config.clone();
-        invoke!(self, bound, Hook::OnPost, |p, s| p
+        invoke!(self, bound, "check-config", |p, s| p
             .call_check_config(s, &config))
-        .map_err(|mut e| {
-            e.hook = "check-config";
-            e
-        })
     }
 
     pub async fn on_post(&self, bound: &Bound, message: &Message) -> Result<PostResult, CallError> {
-        let result = invoke!(self, bound, Hook::OnPost, |p, s| p.call_on_post(s, message))?;
+        let result = invoke!(self, bound, Hook::OnPost.name(), |p, s| p
+            .call_on_post(s, message))?;
         validate::post_result(&result)
-            .map_err(|m| self.fail(bound, Hook::OnPost, Failure::Invalid(m)))?;
+            .map_err(|m| self.fail(bound, Hook::OnPost.name(), Failure::Invalid(m)))?;
         Ok(result)
     }
 
@@ -314,10 +313,10 @@ impl Runtime {
         message: &Message,
         recipient: &Recipient,
     ) -> Result<Vec<Edit>, CallError> {
-        let edits = invoke!(self, bound, Hook::OnDeliver, |p, s| p
+        let edits = invoke!(self, bound, Hook::OnDeliver.name(), |p, s| p
             .call_on_deliver(s, message, recipient))?;
         validate::edits(&edits)
-            .map_err(|m| self.fail(bound, Hook::OnDeliver, Failure::Invalid(m)))?;
+            .map_err(|m| self.fail(bound, Hook::OnDeliver.name(), Failure::Invalid(m)))?;
         Ok(edits)
     }
 
@@ -326,7 +325,7 @@ impl Runtime {
         bound: &Bound,
         report: &BounceReport,
     ) -> Result<BounceAction, CallError> {
-        invoke!(self, bound, Hook::OnBounce, |p, s| p
+        invoke!(self, bound, Hook::OnBounce.name(), |p, s| p
             .call_on_bounce(s, report))
     }
 
@@ -335,10 +334,10 @@ impl Runtime {
         bound: &Bound,
         command: &Command,
     ) -> Result<CommandReply, CallError> {
-        let reply = invoke!(self, bound, Hook::OnCommand, |p, s| p
+        let reply = invoke!(self, bound, Hook::OnCommand.name(), |p, s| p
             .call_on_command(s, command))?;
         validate::command_reply(&reply)
-            .map_err(|m| self.fail(bound, Hook::OnCommand, Failure::Invalid(m)))?;
+            .map_err(|m| self.fail(bound, Hook::OnCommand.name(), Failure::Invalid(m)))?;
         Ok(reply)
     }
 
@@ -347,14 +346,15 @@ impl Runtime {
         bound: &Bound,
         request: &HttpRequest,
     ) -> Result<HttpResponse, CallError> {
-        let response = invoke!(self, bound, Hook::OnHttp, |p, s| p.call_on_http(s, request))?;
+        let response = invoke!(self, bound, Hook::OnHttp.name(), |p, s| p
+            .call_on_http(s, request))?;
         validate::http_response(&response)
-            .map_err(|m| self.fail(bound, Hook::OnHttp, Failure::Invalid(m)))?;
+            .map_err(|m| self.fail(bound, Hook::OnHttp.name(), Failure::Invalid(m)))?;
         Ok(response)
     }
 
     pub async fn on_schedule(&self, bound: &Bound, task: &ScheduledTask) -> Result<(), CallError> {
-        invoke!(self, bound, Hook::OnSchedule, |p, s| p
+        invoke!(self, bound, Hook::OnSchedule.name(), |p, s| p
             .call_on_schedule(s, task))
     }
 }

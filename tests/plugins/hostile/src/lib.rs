@@ -73,12 +73,11 @@ fn escape(addr: &str) -> String {
         Ok(v) => format!("HOME={v}"),
         Err(_) => "denied".into(),
     };
-    let vars = std::env::vars().count();
     let net = match std::net::TcpStream::connect(addr) {
         Ok(_) => "connected".into(),
         Err(_) => "denied".to_string(),
     };
-    format!("fs-read={fs} fs-write={fs_write} env={env} vars={vars} net={net}")
+    format!("fs-read={fs} fs-write={fs_write} env={env} net={net}")
 }
 
 roost_plugin_sdk::export_plugin!(Hostile, hooks = [on_post]);
