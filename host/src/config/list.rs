@@ -145,7 +145,7 @@ pub(super) fn load_list(
         .enumerate()
         .map(|(i, entry)| {
             let line = line_of(entry.span());
-            PluginUse::resolve(entry.into_inner(), file, line, i, base, plugin_dir)
+            PluginUse::resolve(entry.into_inner(), (file, &text), line, i, base, plugin_dir)
         })
         .collect::<Result<Vec<_>, _>>()?;
 

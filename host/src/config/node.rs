@@ -133,7 +133,14 @@ pub(super) fn load_node(file: &Path) -> Result<NodeConfig, ConfigError> {
         .enumerate()
         .map(|(i, entry)| {
             let line = line_col(&text, entry.span().start).0;
-            PluginUse::resolve(entry.into_inner(), file, line, i, base, &plugin_dir)
+            PluginUse::resolve(
+                entry.into_inner(),
+                (file, &text),
+                line,
+                i,
+                base,
+                &plugin_dir,
+            )
         })
         .collect::<Result<Vec<_>, _>>()?;
 

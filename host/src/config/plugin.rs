@@ -33,7 +33,7 @@ pub struct PluginUse {
 impl PluginUse {
     pub(super) fn resolve(
         entry: PluginEntry,
-        file: &Path,
+        (file, text): (&Path, &str),
         line: usize,
         index: usize,
         base: &Path,
@@ -41,8 +41,9 @@ impl PluginUse {
     ) -> Result<Self, ConfigError> {
         let key = format!("plugin[{index}].use");
         let name = entry.use_.trim().to_string();
+        let use_line = key_line(text, line, "use");
         if name.is_empty() {
-            return Err(ConfigError::at(file, line, key, "must name a plugin"));
+            return Err(ConfigError::at(file, use_line, key, "must name a plugin"));
         }
         // A bare name is a bundled plugin in [plugins] dir; anything path-like is a file
         // relative to the list file.
@@ -54,7 +55,7 @@ impl PluginUse {
         if !path.is_file() {
             return Err(ConfigError::at(
                 file,
-                line,
+                use_line,
                 key,
                 format!(
                     "plugin `{name}` not found: no file {} (build bundled plugins with `make plugins`)",
@@ -80,15 +81,21 @@ impl PluginUse {
     /// The line of one of the plugin's own keys in the list file, for errors found by the
     /// plugin's `check-config` (which sees the table, not the file).
     pub fn line_of_key(&self, text: &str, key: &str) -> usize {
-        text.lines()
-            .enumerate()
-            .skip(self.line)
-            .take_while(|(_, l)| !l.trim_start().starts_with('['))
-            .find(|(_, l)| {
-                l.trim_start()
-                    .strip_prefix(key)
-                    .is_some_and(|rest| rest.trim_start().starts_with('='))
-            })
-            .map_or(self.line, |(i, _)| i + 1)
+        key_line(text, self.line, key)
     }
+}
+
+/// The line of `key = ...` in the table that starts at line `table_line` (1-based), or the
+/// table's own line when the key is not found there.
+fn key_line(text: &str, table_line: usize, key: &str) -> usize {
+    text.lines()
+        .enumerate()
+        .skip(table_line)
+        .take_while(|(_, l)| !l.trim_start().starts_with('['))
+        .find(|(_, l)| {
+            l.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map_or(table_line, |(i, _)| i + 1)
 }

@@ -125,6 +125,15 @@ impl kv::Host for HostState {
     }
 }
 
+/// Bad input from the plugin is its to handle (`err`); a database failure traps the call.
+fn refusal_or_trap<T>(what: &str, r: store::Result<T>) -> wasmtime::Result<Result<T, String>> {
+    match r {
+        Ok(v) => Ok(Ok(v)),
+        Err(store::StoreError::Invalid(why)) => Ok(Err(why)),
+        Err(e) => Err(host_err(what, e)),
+    }
+}
+
 fn entry_to_wit(e: store::KvEntry) -> kv::Entry {
     kv::Entry {
         value: e.value,
@@ -168,12 +177,16 @@ impl members::Host for HostState {
             .map(member_to_wit))
     }
 
-    async fn add(&mut self, address: String, name: Option<String>) -> wasmtime::Result<bool> {
+    async fn add(
+        &mut self,
+        address: String,
+        name: Option<String>,
+    ) -> wasmtime::Result<Result<bool, String>> {
         let r = self
             .db()?
             .add_member(self.list()?, &address, name.as_deref())
             .await;
-        r.map_err(|e| host_err("members.add", e))
+        refusal_or_trap("members.add", r)
     }
 
     async fn remove(&mut self, address: String) -> wasmtime::Result<bool> {
@@ -262,7 +275,7 @@ impl events::Host for HostState {
 }
 
 impl notify::Host for HostState {
-    async fn send(&mut self, notice: notify::Notice) -> wasmtime::Result<String> {
+    async fn send(&mut self, notice: notify::Notice) -> wasmtime::Result<Result<String, String>> {
         let notice = store::Notice {
             to: match notice.to {
                 notify::Target::Owners => NoticeTarget::Owners,
@@ -275,7 +288,7 @@ impl notify::Host for HostState {
             .db()?
             .queue_notice(&self.scope.list, &self.scope.plugin, &notice)
             .await;
-        Ok(id.map_err(|e| host_err("notify.send", e))?.to_string())
+        refusal_or_trap("notify.send", id.map(|id| id.to_string()))
     }
 }
 

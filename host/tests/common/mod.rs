@@ -54,8 +54,20 @@ pub fn pg_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
 }
 
-/// A fresh, empty PostgreSQL database for one test (dropped by the next `make test`).
+/// A fresh, migrated PostgreSQL database for one test (dropped by the next `make test`).
 pub async fn postgres() -> TestDb {
+    let url = postgres_empty().await;
+    let store = Store::connect(&url).await.expect("open postgres");
+    store.migrate().await.expect("migrate postgres");
+    TestDb {
+        store,
+        url,
+        _dir: None,
+    }
+}
+
+/// The URL of a fresh PostgreSQL database with no schema at all.
+pub async fn postgres_empty() -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
     let admin_url = pg_admin_url();
     let name = format!(
@@ -77,14 +89,7 @@ pub async fn postgres() -> TestDb {
     let base = admin_url
         .rsplit_once('/')
         .map_or(admin_url.as_str(), |(b, _)| b);
-    let url = format!("{base}/{name}");
-    let store = Store::connect(&url).await.expect("open postgres");
-    store.migrate().await.expect("migrate postgres");
-    TestDb {
-        store,
-        url,
-        _dir: None,
-    }
+    format!("{base}/{name}")
 }
 
 /// Run the same async test body against SQLite and PostgreSQL.

@@ -60,7 +60,10 @@ impl Plugin for Probe {
                 let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
                 ok(kv::list_keys(q.get("prefix").unwrap_or(""), q.get("after"), limit).join("\n"))
             }
-            "/members/add" => ok(members::add(q.req("address")?, q.get("name")).to_string()),
+            "/members/add" => match members::add(q.req("address")?, q.get("name")) {
+                Ok(added) => ok(added.to_string()),
+                Err(why) => Ok(HttpResponse::text(400, why)),
+            },
             "/members/remove" => ok(members::remove(q.req("address")?).to_string()),
             "/members/get" => match members::get(q.req("address")?) {
                 Some(m) => ok(format!(
@@ -126,7 +129,10 @@ impl Plugin for Probe {
                     a => notify::Target::Address(a.to_string()),
                 };
                 let subject = q.get("subject").unwrap_or("notice").to_string();
-                ok(notify::send(&notify::Notice { to, subject, body }))
+                match notify::send(&notify::Notice { to, subject, body }) {
+                    Ok(id) => ok(id),
+                    Err(why) => Ok(HttpResponse::text(400, why)),
+                }
             }
             "/stats" => {
                 let n = |k: &str| q.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
