@@ -101,7 +101,7 @@ fn serve_refuses_bad_config_naming_file_line_and_key() {
         ),
         (
             "adress = \"a@b.org\"\n".to_string(),
-            "announce.toml:1:1: key `.`: unknown field `adress`",
+            "announce.toml:1:1: key `adress`: unknown field `adress`",
         ),
     ];
     for (list, want) in cases {
@@ -121,7 +121,7 @@ fn serve_refuses_bad_config_naming_file_line_and_key() {
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        err.contains("roost.toml:3:1: key `node`: unknown field `speed`"),
+        err.contains("roost.toml:3:1: key `node.speed`: unknown field `speed`"),
         "{err}"
     );
     let o = roost(&["serve", "--config", "/nonexistent/roost.toml"]);

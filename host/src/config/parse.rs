@@ -26,8 +26,20 @@ pub fn parse_toml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, Con
     };
     let de = toml::Deserializer::parse(text).map_err(|e| located(e.span(), None, e.message()))?;
     serde_path_to_error::deserialize(de).map_err(|e| {
-        let key = e.path().to_string();
+        let mut key = e.path().to_string();
         let inner = e.into_inner();
+        // For an unknown key, name the key itself, not only the table that holds it.
+        if let Some(field) = inner
+            .message()
+            .strip_prefix("unknown field `")
+            .and_then(|rest| rest.split('`').next())
+        {
+            if key.is_empty() || key == "." {
+                key = field.to_string();
+            } else if !key.ends_with(field) {
+                key = format!("{key}.{field}");
+            }
+        }
         located(inner.span(), Some(key), inner.message())
     })
 }
@@ -70,7 +82,7 @@ mod tests {
     #[test]
     fn unknown_key_names_file_line_and_key() {
         let e = err("name = \"a\"\n\n[limits]\ncount = 1\nbogus = 2\n");
-        assert!(e.starts_with("lists/x.toml:5:1: key `limits`"), "{e}");
+        assert!(e.starts_with("lists/x.toml:5:1: key `limits.bogus`"), "{e}");
         assert!(e.contains("unknown field `bogus`"), "{e}");
     }
 
