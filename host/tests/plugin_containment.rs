@@ -92,7 +92,13 @@ async fn memory_past_the_cap_fails_the_call() {
 async fn the_default_memory_cap_is_64_mib() {
     let rt = common::runtime();
     let loaded = rt.load(&common::component("hostile")).await.unwrap();
-    let b = rt.bind(loaded, LIST, String::new(), Default::default(), None);
+    // A long deadline: filling 64 MiB must not race the clock on a busy machine.
+    let limits = roost::config::PluginLimits {
+        timeout: Duration::from_secs(5),
+        ..Default::default()
+    };
+    assert_eq!(limits.memory, 64 << 20);
+    let b = rt.bind(loaded, LIST, String::new(), limits, None);
     let e = post(&rt, &b, "alloc").await.expect_err("must hit the cap");
     assert_eq!(e.failure, Failure::MemoryCap(64 << 20), "{e}");
 }
@@ -241,6 +247,7 @@ async fn the_compile_cache_is_reused_and_survives_corruption() {
         instances: 4,
         max_memory: 128 << 20,
         cache_dir: Some(dir.path().to_path_buf()),
+        reuse_instances: true,
     };
     let path = common::component("subject-tag");
     let first = Runtime::new(opts.clone())
@@ -271,4 +278,39 @@ async fn the_compile_cache_is_reused_and_survives_corruption() {
     );
     let r = rt.on_post(&b, &common::message("hi", 10)).await.unwrap();
     assert!(matches!(&r.edits[..], [wit::Edit::SubjectPrefix(p)] if p == "[x] "));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthy_instances_are_reused_and_failed_ones_never() {
+    let rt = common::runtime();
+    let b = hostile(&rt, 1_000, 64).await;
+    let calls = |r: wit::PostResult| match r.verdict {
+        wit::Verdict::Hold(s) => s,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(calls(post(&rt, &b, "count").await.unwrap()), "calls=1");
+    assert_eq!(calls(post(&rt, &b, "count").await.unwrap()), "calls=2");
+    post(&rt, &b, "panic").await.expect_err("traps");
+    assert_eq!(
+        calls(post(&rt, &b, "count").await.unwrap()),
+        "calls=1",
+        "a fresh instance after a trap"
+    );
+    post(&rt, &b, "loop").await.expect_err("times out");
+    assert_eq!(
+        calls(post(&rt, &b, "count").await.unwrap()),
+        "calls=1",
+        "a fresh instance after a timeout"
+    );
+    // Another list's binding never sees this one's instances.
+    let other = common::bind(
+        &rt,
+        "hostile",
+        "other@lists.example.org",
+        "",
+        common::limits(1_000, 64),
+        None,
+    )
+    .await;
+    assert_eq!(calls(post(&rt, &other, "count").await.unwrap()), "calls=1");
 }

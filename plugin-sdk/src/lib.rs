@@ -25,6 +25,7 @@
 // The host-facing bindings are generated from `wit/`, the one thing the SDK and the host
 // share. They are public so the export macro can reach them from the plugin's crate.
 #[doc(hidden)]
+#[allow(clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
@@ -65,8 +66,10 @@ pub type HookResult<T> = Result<T, String>;
 
 /// A list behaviour. Implement the hooks you need; the rest continue the chain.
 ///
-/// Hooks are associated functions: the host gives every call a fresh instance, so a plugin
-/// keeps nothing in memory between calls. State that must last goes to [`host::kv`].
+/// Hooks are associated functions. The host may run a call in a fresh instance or in one
+/// that served an earlier call of the same list (it never reuses one that failed), and each
+/// node has its own instances: keep nothing in memory between calls. State that must last
+/// goes to [`host::kv`], which every node shares.
 pub trait Plugin {
     /// A post arrived. Return a verdict and edits.
     fn on_post(message: Message) -> HookResult<PostResult> {

@@ -96,6 +96,7 @@ fn runtime_for(config: &crate::config::Config) -> anyhow::Result<crate::plugins:
             instances: config.node.plugin_instances,
             max_memory: config.node.plugin_max_memory,
             cache_dir: Some(config.node.plugin_cache_dir.clone()),
+            reuse_instances: config.node.plugin_reuse_instances,
         },
     )?)
 }

@@ -10,6 +10,7 @@ pub async fn check(file: &Path) -> anyhow::Result<()> {
         instances: 4,
         max_memory: 256 << 20,
         cache_dir: None,
+        reuse_instances: true,
     })?;
     // Every reason a file is not a usable plugin is the user's to fix: exit 2, one line.
     let plugin = runtime

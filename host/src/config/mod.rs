@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 pub use error::ConfigError;
 pub use list::{FailurePolicy, ListConfig, PluginLimits};
-pub use node::NodeConfig;
+pub use node::{NodeConfig, SmtpConfig};
 pub use plugin::PluginUse;
 
 /// A node's whole configuration.

@@ -1,6 +1,10 @@
 //! The node's file, `roost.toml`: who this node is, its database, where plugins and lists are.
 
-use std::path::{Path, PathBuf};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -9,7 +13,7 @@ use super::{
     error::{ConfigError, line_col},
     parse::read_toml,
     plugin::{PluginEntry, PluginUse},
-    units::Size,
+    units::{Size, Span},
 };
 
 #[derive(Debug, Deserialize)]
@@ -24,7 +28,48 @@ pub(super) struct NodeFile {
     #[serde(default)]
     lists: ListsSection,
     #[serde(default)]
+    smtp: SmtpSection,
+    #[serde(default)]
     plugin: Vec<Spanned<PluginEntry>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SmtpSection {
+    listen: Option<Vec<String>>,
+    max_message_size: Option<Size>,
+    max_recipients: Option<u32>,
+    max_sessions: Option<u32>,
+    max_errors: Option<u32>,
+    max_line_length: Option<u32>,
+    idle_timeout: Option<Span>,
+    tls: Option<TlsSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsSection {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// SMTP intake settings.
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub listen: Vec<SocketAddr>,
+    /// Announced with SIZE and enforced (552).
+    pub max_message_size: u64,
+    /// RCPT commands accepted per transaction (452 beyond).
+    pub max_recipients: u32,
+    /// Sessions at once (421 beyond).
+    pub max_sessions: u32,
+    /// Protocol errors a session may make before it is closed (421).
+    pub max_errors: u32,
+    /// Longest line of message data, CRLF included (RFC 5321 asks for 1000 at least).
+    pub max_line_length: u32,
+    pub idle_timeout: Duration,
+    /// STARTTLS certificate chain and key (PEM files); none: no STARTTLS.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -47,6 +92,7 @@ struct PluginsSection {
     cache_dir: Option<PathBuf>,
     instances: Option<u32>,
     max_memory: Option<Size>,
+    reuse_instances: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -68,9 +114,12 @@ pub struct NodeConfig {
     pub plugin_instances: u32,
     /// The largest `plugin_memory` any list may ask for.
     pub plugin_max_memory: u64,
+    /// Reuse a healthy plugin instance for later calls of the same list (default true).
+    pub plugin_reuse_instances: bool,
     pub lists_dir: PathBuf,
     /// Node-level plugins (server-wide routes and schedules).
     pub plugins: Vec<PluginUse>,
+    pub smtp: SmtpConfig,
 }
 
 pub(super) fn load_node(file: &Path) -> Result<NodeConfig, ConfigError> {
@@ -144,7 +193,10 @@ pub(super) fn load_node(file: &Path) -> Result<NodeConfig, ConfigError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
 
+    let smtp = smtp_config(file, raw.smtp, &rel)?;
+
     Ok(NodeConfig {
+        smtp,
         file: file.to_path_buf(),
         name,
         hostname,
@@ -153,8 +205,77 @@ pub(super) fn load_node(file: &Path) -> Result<NodeConfig, ConfigError> {
         plugin_cache_dir,
         plugin_instances,
         plugin_max_memory,
+        plugin_reuse_instances: raw.plugins.reuse_instances.unwrap_or(true),
         lists_dir,
         plugins,
+    })
+}
+
+fn smtp_config(
+    file: &Path,
+    raw: SmtpSection,
+    rel: &dyn Fn(PathBuf) -> PathBuf,
+) -> Result<SmtpConfig, ConfigError> {
+    let bad =
+        |key: &str, message: String| ConfigError::invalid(file, format!("smtp.{key}: {message}"));
+    let listen = raw
+        .listen
+        .unwrap_or_else(|| vec!["127.0.0.1:2525".to_string()])
+        .iter()
+        .map(|a| {
+            a.parse::<SocketAddr>().map_err(|_| {
+                bad(
+                    "listen",
+                    format!("`{a}` is not an address:port such as 127.0.0.1:2525"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let max_message_size = raw.max_message_size.map_or(25_000_000, |s| s.0);
+    if !(1_000..=1 << 30).contains(&max_message_size) {
+        return Err(bad(
+            "max_message_size",
+            "must be between 1KB and 1GiB".into(),
+        ));
+    }
+    let in_range =
+        |key: &str, v: Option<u32>, default: u32, range: std::ops::RangeInclusive<u32>| {
+            let v = v.unwrap_or(default);
+            if range.contains(&v) {
+                Ok(v)
+            } else {
+                Err(bad(
+                    key,
+                    format!("must be between {} and {}", range.start(), range.end()),
+                ))
+            }
+        };
+    let tls = match raw.tls {
+        Some(t) => {
+            let (cert, key) = (rel(t.cert), rel(t.key));
+            for p in [&cert, &key] {
+                if !p.is_file() {
+                    return Err(bad("tls", format!("no file {}", p.display())));
+                }
+            }
+            Some((cert, key))
+        }
+        None => None,
+    };
+    Ok(SmtpConfig {
+        listen,
+        max_message_size,
+        max_recipients: in_range("max_recipients", raw.max_recipients, 100, 1..=10_000)?,
+        max_sessions: in_range("max_sessions", raw.max_sessions, 500, 1..=100_000)?,
+        max_errors: in_range("max_errors", raw.max_errors, 10, 1..=1_000)?,
+        max_line_length: in_range(
+            "max_line_length",
+            raw.max_line_length,
+            10_000,
+            1_000..=1_000_000,
+        )?,
+        idle_timeout: raw.idle_timeout.map_or(Duration::from_secs(300), |s| s.0),
+        tls,
     })
 }
 

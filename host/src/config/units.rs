@@ -103,7 +103,7 @@ impl fmt::Display for Span {
 
 impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 >= 1 << 20 && self.0 % (1 << 20) == 0 {
+        if self.0 >= 1 << 20 && self.0.is_multiple_of(1 << 20) {
             write!(f, "{}MiB", self.0 >> 20)
         } else {
             write!(f, "{}B", self.0)

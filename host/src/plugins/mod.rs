@@ -14,6 +14,7 @@ mod imports;
 mod runtime;
 mod state;
 mod validate;
+mod warm;
 
 pub use bindings::roost::list::types as wit;
 pub use cache::CacheOutcome;

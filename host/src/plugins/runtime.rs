@@ -25,6 +25,7 @@ use super::{
     error::{CallError, Failure, HostFailure, LoadError, MemoryCapHit},
     state::{HostState, Scope},
     validate,
+    warm::{IdleBudget, MAX_WARM_MEMORY, MAX_WARM_USES, Warm, WarmPool},
 };
 use crate::{config::PluginLimits, store::Store};
 
@@ -37,6 +38,9 @@ pub struct RuntimeOptions {
     pub max_memory: u64,
     /// Where compiled components are cached; `None` compiles in memory every start.
     pub cache_dir: Option<PathBuf>,
+    /// Let a healthy instance serve later calls of the same binding (see `warm.rs`);
+    /// `false` instantiates afresh for every call.
+    pub reuse_instances: bool,
 }
 
 /// A component loaded, compiled and checked against the world.
@@ -67,6 +71,7 @@ impl LoadedPlugin {
 pub struct Bound {
     pub plugin: Arc<LoadedPlugin>,
     pub scope: Arc<Scope>,
+    warm: Arc<WarmPool>,
 }
 
 /// The node's plugin runtime: one engine, one linker, a compile cache and call slots.
@@ -75,6 +80,8 @@ pub struct Runtime {
     linker: Linker<HostState>,
     cache: Arc<CompileCache>,
     slots: Arc<Semaphore>,
+    idle: Arc<IdleBudget>,
+    reuse: bool,
     max_memory: u64,
     loaded: Mutex<HashMap<String, Arc<LoadedPlugin>>>,
     _ticker: EpochTicker,
@@ -92,7 +99,8 @@ const MANIFEST_LIMITS: PluginLimits = PluginLimits {
 
 impl Runtime {
     pub fn new(options: RuntimeOptions) -> Result<Self, LoadError> {
-        let engine = engine::build(options.instances, options.max_memory)?;
+        // Warm (idle) instances hold pool slots too: room for as many as may run at once.
+        let engine = engine::build(options.instances.saturating_mul(2), options.max_memory)?;
         let mut linker = Linker::new(&engine);
         Plugin::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
             &mut linker,
@@ -103,6 +111,8 @@ impl Runtime {
         let _ticker = EpochTicker::start(&engine);
         Ok(Runtime {
             slots: Arc::new(Semaphore::new(options.instances as usize)),
+            idle: Arc::new(IdleBudget::new(options.instances as usize)),
+            reuse: options.reuse_instances,
             max_memory: options.max_memory,
             engine,
             linker,
@@ -158,7 +168,7 @@ impl Runtime {
             path: path.to_path_buf(),
             message,
         };
-        let (mut store, _permit) = self.begin(&scope, "manifest").await;
+        let (mut store, _) = self.prepare(&scope, None, "manifest");
         let manifest = tokio::time::timeout(MANIFEST_LIMITS.timeout, async {
             let plugin = pre.instantiate_async(&mut store).await?;
             plugin.call_manifest(&mut store).await
@@ -208,23 +218,32 @@ impl Runtime {
             limits,
             store,
         });
-        Bound { plugin, scope }
+        Bound {
+            plugin,
+            scope,
+            warm: Arc::new(WarmPool::default()),
+        }
     }
 
-    /// A store for one call: fresh host state, the scope's memory cap, and a deadline
-    /// enforced by epoch checks that also yield to the scheduler every [`SLICE`].
-    async fn begin(
+    /// A store for one call: a warm one of this binding (its instance healthy after its
+    /// last call) or a fresh one, with the scope's memory cap and a deadline enforced by
+    /// epoch checks that also yield to the scheduler every [`SLICE`].
+    fn prepare(
         &self,
         scope: &Arc<Scope>,
+        warm: Option<Warm>,
         hook_name: &'static str,
-    ) -> (
-        WasmStore<HostState>,
-        Option<tokio::sync::OwnedSemaphorePermit>,
-    ) {
-        // Waiting for a slot is not the plugin's fault, so it happens before its clock starts.
-        let permit = self.slots.clone().acquire_owned().await.ok();
-        let mut store = WasmStore::new(&self.engine, HostState::new(scope.clone(), hook_name));
-        store.limiter(|s| s);
+    ) -> (WasmStore<HostState>, Option<(Plugin, u32)>) {
+        let (mut store, reuse) = match warm {
+            Some(w) => (w.store, Some((w.plugin, w.uses))),
+            None => {
+                let mut store =
+                    WasmStore::new(&self.engine, HostState::new(scope.clone(), hook_name));
+                store.limiter(|s| s);
+                (store, None)
+            }
+        };
+        store.data_mut().start_call(hook_name);
         let deadline = Instant::now() + scope.limits.timeout;
         let slice = engine::ticks(SLICE);
         store.set_epoch_deadline(slice.min(engine::ticks(scope.limits.timeout)));
@@ -237,7 +256,22 @@ impl Runtime {
                 slice.min(engine::ticks(deadline - now)),
             ))
         });
-        (store, permit)
+        (store, reuse)
+    }
+
+    /// Keep a healthy instance for the next call of the same binding, within the budget.
+    fn park(&self, bound: &Bound, store: WasmStore<HostState>, plugin: Plugin, uses: u32) {
+        let healthy_size = store.data().memory_peak <= MAX_WARM_MEMORY;
+        let keep = self.reuse && uses < MAX_WARM_USES && healthy_size && self.idle.take();
+        if keep
+            && !bound.warm.put(Warm {
+                store,
+                plugin,
+                uses,
+            })
+        {
+            self.idle.give_back();
+        }
     }
 
     /// Turn the outcome of a call into the hook's answer or a `CallError`.
@@ -275,19 +309,44 @@ impl Runtime {
 macro_rules! invoke {
     ($rt:expr, $bound:expr, $hook:expr, |$plugin:ident, $store:ident| $call:expr) => {{
         let (rt, bound, hook): (&Runtime, &Bound, &'static str) = ($rt, $bound, $hook);
-        let (mut store, permit) = rt.begin(&bound.scope, hook).await;
+        // Waiting for a slot is not the plugin's fault: it happens before its clock starts.
+        let permit = rt.slots.clone().acquire_owned().await.ok();
+        let warm = bound.warm.take().inspect(|_| rt.idle.give_back());
+        let (mut store, reuse) = rt.prepare(&bound.scope, warm, hook);
+        let uses = reuse.as_ref().map_or(0, |(_, uses)| *uses);
         let pre = &bound.plugin.pre;
         // The epoch deadline stops a plugin that computes; this stops one whose import
         // (say, a database call) hangs. A small margin lets the precise one fire first.
         let backstop = bound.scope.limits.timeout + Duration::from_millis(20);
         let outcome = tokio::time::timeout(backstop, async {
-            let $plugin = pre.instantiate_async(&mut store).await?;
-            let $store = &mut store;
-            $call.await
+            let instance = match reuse {
+                Some((instance, _)) => instance,
+                None => pre.instantiate_async(&mut store).await?,
+            };
+            let answer = {
+                let $plugin = &instance;
+                let $store = &mut store;
+                $call.await
+            };
+            Ok::<_, wasmtime::Error>((instance, answer))
         })
         .await;
         drop(permit);
-        rt.finish(bound, hook, &store, outcome)
+        // Only an instance whose call ran to its end (answer or clean `err`) is reused;
+        // anything that trapped, timed out or hit a cap is thrown away with its store.
+        let (instance, outcome) = match outcome {
+            Ok(Ok((instance, answer))) => {
+                let healthy = answer.is_ok();
+                (healthy.then_some(instance), Ok(answer))
+            }
+            Ok(Err(e)) => (None, Ok(Err(e))),
+            Err(elapsed) => (None, Err(elapsed)),
+        };
+        let result = rt.finish(bound, hook, &store, outcome);
+        if let Some(instance) = instance {
+            rt.park(bound, store, instance, uses + 1);
+        }
+        result
     }};
 }
 

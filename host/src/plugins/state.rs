@@ -32,6 +32,8 @@ pub struct HostState {
     /// message there just before it traps, and the call's error repeats it.
     pub(super) last_error: Option<String>,
     pub(super) log_lines: u32,
+    /// The most linear memory the instance asked for (bytes), to decide whether to reuse it.
+    pub(super) memory_peak: u64,
 }
 
 impl HostState {
@@ -41,7 +43,15 @@ impl HostState {
             hook,
             last_error: None,
             log_lines: 0,
+            memory_peak: 0,
         }
+    }
+
+    /// Reset the per-call parts before a call (a warm instance keeps its store).
+    pub(super) fn start_call(&mut self, hook: &'static str) {
+        self.hook = hook;
+        self.last_error = None;
+        self.log_lines = 0;
     }
 
     pub(super) fn db(&self) -> wasmtime::Result<&Store> {
@@ -60,6 +70,7 @@ impl ResourceLimiter for HostState {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let cap = self.scope.limits.memory;
+        self.memory_peak = self.memory_peak.max(desired as u64);
         if desired as u64 > cap {
             // An error (not `Ok(false)`) traps at once, so the guest cannot swallow the
             // failed allocation and carry on in a degraded state.

@@ -8,7 +8,9 @@
 mod events;
 mod kv;
 mod members;
+mod messages;
 mod notices;
+mod spool;
 mod stats;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -21,7 +23,9 @@ use sqlx::{
 pub use events::{EventCounts, EventQuery, NewEvent};
 pub use kv::{KvEntry, KvScope};
 pub use members::{DeliveryStatus, Member};
+pub use messages::{Decision, Job, MessageKind, NewMessage, StoredMessage};
 pub use notices::{Notice, NoticeTarget};
+pub use spool::Spool;
 pub use stats::HourStats;
 
 #[derive(Debug, thiserror::Error)]

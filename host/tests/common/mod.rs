@@ -117,6 +117,7 @@ pub fn runtime() -> Runtime {
         instances: 32,
         max_memory: 256 << 20,
         cache_dir: Some(root().join("target/plugin-cache-tests")),
+        reuse_instances: true,
     })
     .expect("plugin runtime")
 }

@@ -6,6 +6,8 @@ use roost_plugin_sdk::{Edit, Header, HookResult, Message, Plugin, PostResult};
 
 struct Hostile;
 
+static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 impl Plugin for Hostile {
     fn on_post(message: Message) -> HookResult<PostResult> {
         let subject = message.subject().to_string();
@@ -22,6 +24,11 @@ impl Plugin for Hostile {
                 "X-Inject",
                 "x\r\nBcc: victim@example.org",
             )))),
+            // How many calls this instance has served: shows when the host reuses one.
+            "count" => Ok(PostResult::hold(format!(
+                "calls={}",
+                CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+            ))),
             "escape" => Ok(PostResult::hold(escape(
                 words.next().unwrap_or("127.0.0.1:9"),
             ))),

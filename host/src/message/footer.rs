@@ -1,0 +1,167 @@
+//! Appending a list footer without breaking the message: appended to a plain, unencoded
+//! text body; added as a part to multipart/mixed; otherwise the message is wrapped in
+//! multipart/mixed with the footer as a second part (an encoded or HTML-only body is never
+//! touched byte-wise).
+
+use super::{body_start, field_line, header, remove_fields};
+
+const FOOTER_PART_HEAD: &[u8] =
+    b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n";
+
+/// The message with `text` appended as a footer. `html` is used for an unencoded single-part
+/// HTML body (inserted before `</body>`).
+pub fn append_footer(raw: &[u8], text: &str, html: Option<&str>) -> Vec<u8> {
+    let content_type = header(raw, "content-type").unwrap_or_else(|| "text/plain".into());
+    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let encoding = header(raw, "content-transfer-encoding")
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let plain_bytes = matches!(encoding.as_str(), "" | "7bit" | "8bit" | "binary");
+    let text = crlf(text);
+
+    if mime == "text/plain" && plain_bytes {
+        let mut out = raw.to_vec();
+        if !out.ends_with(b"\n") {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(&text);
+        out.extend_from_slice(b"\r\n");
+        return out;
+    }
+    if let (true, true, Some(html)) = (mime == "text/html", plain_bytes, html) {
+        let mut out = raw.to_vec();
+        let body = body_start(raw);
+        let at = find_last_ci(&raw[body..], b"</body>").map_or(out.len(), |p| body + p);
+        out.splice(at..at, crlf(html));
+        return out;
+    }
+    if mime == "multipart/mixed"
+        && let Some(boundary) = param(&content_type, "boundary")
+    {
+        let close = format!("--{boundary}--");
+        let body = body_start(raw);
+        if let Some(pos) = find_last(&raw[body..], close.as_bytes()) {
+            let at = body + pos;
+            let mut part = format!("--{boundary}\r\n").into_bytes();
+            part.extend_from_slice(FOOTER_PART_HEAD);
+            part.extend_from_slice(&text);
+            part.extend_from_slice(b"\r\n");
+            let mut out = raw.to_vec();
+            // The close delimiter must start a line.
+            if at > 0 && raw[at - 1] != b'\n' {
+                part.splice(0..0, b"\r\n".iter().copied());
+            }
+            out.splice(at..at, part);
+            return out;
+        }
+    }
+    wrap_in_mixed(raw, &content_type, &encoding, &text)
+}
+
+fn wrap_in_mixed(raw: &[u8], content_type: &str, encoding: &str, text: &[u8]) -> Vec<u8> {
+    let body = &raw[body_start(raw)..];
+    let mut n = 0u32;
+    let boundary = loop {
+        let b = format!("=_roost_footer_{:x}_{n}", body.len());
+        if find_last(body, b.as_bytes()).is_none() {
+            break b;
+        }
+        n += 1;
+    };
+    let mut head = raw[..body_start(raw)].to_vec();
+    // Keep the header block's own blank line out while fields are removed and added.
+    let had_blank = head.ends_with(b"\n");
+    for name in ["content-type", "content-transfer-encoding", "mime-version"] {
+        remove_fields(&mut head, name);
+    }
+    if had_blank {
+        let cut = if head.ends_with(b"\r\n") { 2 } else { 1 };
+        head.truncate(head.len() - cut);
+    }
+    let mut out = head;
+    out.extend(field_line("MIME-Version", "1.0"));
+    out.extend(field_line("Content-Type", &format!("multipart/mixed; boundary=\"{boundary}\"")));
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+    out.extend(field_line("Content-Type", content_type));
+    if !encoding.is_empty() {
+        out.extend(field_line("Content-Transfer-Encoding", encoding));
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    if !body.ends_with(b"\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+    out.extend_from_slice(FOOTER_PART_HEAD);
+    out.extend_from_slice(text);
+    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    out
+}
+
+/// A parameter of a structured header value (`boundary="x"`), quotes removed.
+fn param(value: &str, name: &str) -> Option<String> {
+    value.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().trim_matches('"').to_string())
+            .filter(|v| !v.is_empty())
+    })
+}
+
+fn crlf(text: &str) -> Vec<u8> {
+    text.replace("\r\n", "\n").replace('\n', "\r\n").into_bytes()
+}
+
+fn find_last(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).rposition(|w| w == needle)
+}
+
+fn find_last_ci(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).rposition(|w| w.eq_ignore_ascii_case(needle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &[u8]) -> mail_parser::Message<'_> {
+        mail_parser::MessageParser::default().parse(raw).expect("parses")
+    }
+
+    #[test]
+    fn plain_text_gets_the_footer_appended() {
+        let out = append_footer(b"Subject: s\r\n\r\nHello\r\n", "--\nList footer", None);
+        assert_eq!(out, b"Subject: s\r\n\r\nHello\r\n--\r\nList footer\r\n");
+    }
+
+    #[test]
+    fn multipart_mixed_gets_a_part() {
+        let raw = b"Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nHi\r\n--b1--\r\n";
+        let out = append_footer(raw, "Footer", None);
+        let m = parse(&out);
+        assert_eq!(m.text_body_count() + m.attachment_count(), 2);
+        assert!(String::from_utf8_lossy(&out).contains("Footer\r\n--b1--"));
+    }
+
+    #[test]
+    fn encoded_and_html_bodies_are_wrapped_not_touched() {
+        let raw = b"Subject: s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\nSGVsbG8=\r\n";
+        let out = append_footer(raw, "Footer", None);
+        let m = parse(&out);
+        assert_eq!(m.subject(), Some("s"));
+        assert_eq!(m.body_text(0).as_deref(), Some("Hello"));
+        assert!(String::from_utf8_lossy(&out).contains("multipart/mixed"));
+        let parts: Vec<String> = (0..2).filter_map(|i| m.body_text(i).map(|t| t.trim().to_string())).collect();
+        assert!(parts.contains(&"Footer".to_string()), "{parts:?}");
+    }
+
+    #[test]
+    fn html_footer_goes_before_the_end_of_body() {
+        let raw = b"Content-Type: text/html\r\n\r\n<html><body><p>Hi</p></body></html>\r\n";
+        let out = append_footer(raw, "Footer", Some("<p>Footer</p>"));
+        assert!(String::from_utf8_lossy(&out).contains("<p>Hi</p><p>Footer</p></body>"));
+    }
+}
