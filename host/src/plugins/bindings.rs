@@ -10,7 +10,7 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use roost::list::types::Hook;
+pub use self::roost::list::types::Hook;
 
 impl Hook {
     /// The hook's name as the WIT spells it, for logs and errors.
