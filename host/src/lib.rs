@@ -3,6 +3,8 @@
 
 pub mod cli;
 pub mod config;
+pub mod message;
 pub mod pipeline;
 pub mod plugins;
+pub mod smtp;
 pub mod store;

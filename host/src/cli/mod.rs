@@ -1,6 +1,7 @@
 //! The `roost` command: wires config, store, plugins and (later) the servers together.
 //! This is the binary's edge, so errors are `anyhow`; `exit_code` maps them to 0/1/2.
 
+mod held;
 mod lists;
 mod plugin;
 mod serve;
@@ -42,6 +43,28 @@ pub enum Command {
     /// Work with plugin components.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// The hold queue: posts waiting for a moderator.
+    #[command(subcommand)]
+    Held(HeldCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HeldCommand {
+    /// One held post per line: id, received, sender, subject, reason (tab-separated).
+    List {
+        /// The list's name or address.
+        list: String,
+    },
+    /// Approve a held post: it is delivered once, however many moderators approve it.
+    Approve { list: String, id: String },
+    /// Reject a held post; its author gets a notice.
+    Reject {
+        list: String,
+        id: String,
+        /// Told to the author.
+        #[arg(long, default_value = "rejected by a moderator")]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -64,6 +87,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => lists::migrate(&cli.config).await,
         Command::Lists => lists::show(&cli.config).await,
         Command::Plugin(PluginCommand::Check { file }) => plugin::check(&file).await,
+        Command::Held(HeldCommand::List { list }) => held::list(&cli.config, &list).await,
+        Command::Held(HeldCommand::Approve { list, id }) => {
+            held::approve(&cli.config, &list, &id).await
+        }
+        Command::Held(HeldCommand::Reject { list, id, reason }) => {
+            held::reject(&cli.config, &list, &id, &reason).await
+        }
     }
 }
 

@@ -1,47 +1,122 @@
 //! `roost serve`: start a node and run it until told to stop.
 
-use std::{path::Path, time::Instant};
+use std::{path::Path, sync::Arc, time::Instant};
 
-use tokio::signal::unix::{SignalKind, signal};
+use anyhow::Context;
+use tokio::{
+    net::TcpListener,
+    signal::unix::{SignalKind, signal},
+    sync::watch,
+};
 
 use super::{load_config, open_store, runtime_for};
-use crate::pipeline::Chains;
+use crate::{
+    pipeline::{Chains, Processor},
+    smtp::{self, Directory, Intake},
+    store::{Backend, Spool},
+};
+
+/// Processing workers per node (each claims its own batches).
+const PROCESSORS: usize = 2;
 
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let started = Instant::now();
     let config = load_config(config_path)?;
-    let span = tracing::info_span!("node", name = %config.node.name);
+    let node = config.node.name.clone();
+    let span = tracing::info_span!("node", name = %node);
     let _enter = span.enter();
 
     let store = open_store(&config).await?;
-    let runtime = runtime_for(&config)?;
-    let chains = Chains::load(&runtime, &config, Some(store.clone())).await?;
+    let runtime = Arc::new(runtime_for(&config)?);
+    let chains = Arc::new(Chains::load(&runtime, &config, Some(store.clone())).await?);
+    let tls = match &config.node.smtp.tls {
+        Some((cert, key)) => Some(smtp::acceptor(cert, key)?),
+        None => None,
+    };
 
+    // Listen before saying ready: a port in use is a start-up failure, not a later surprise.
+    let mut listeners = Vec::new();
+    for addr in &config.node.smtp.listen {
+        let l = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for SMTP on {addr}"))?;
+        listeners.push(l);
+    }
+
+    // Work this node had leased when it last stopped is free again at once.
+    let released = store.release_leases_of(&node).await?;
+    if released > 0 {
+        tracing::info!(jobs = released, "took back work leased before a restart");
+    }
+
+    let writers = match store.backend() {
+        Backend::Sqlite => 1,
+        Backend::Postgres => 4,
+    };
+    let spool = Spool::start(store.clone(), writers);
+    let intake = Arc::new(Intake::new(
+        config.node.smtp.clone(),
+        Directory::new(&config.lists),
+        spool,
+        node.clone(),
+        config.node.hostname.clone(),
+        tls,
+    ));
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = Vec::new();
+    for l in listeners {
+        tasks.push(tokio::spawn(intake.clone().serve(l, stopped.clone())));
+    }
+    let processor = Arc::new(Processor {
+        store: store.clone(),
+        runtime: runtime.clone(),
+        chains: chains.clone(),
+        lists: config
+            .lists
+            .iter()
+            .map(|l| (l.address.clone(), l.clone()))
+            .collect(),
+        node: node.clone(),
+        lease: config.node.lease,
+    });
+    for _ in 0..PROCESSORS {
+        tasks.push(tokio::spawn(
+            processor
+                .clone()
+                .run(intake.stored.clone(), stopped.clone()),
+        ));
+    }
+
+    let listen: Vec<String> = config
+        .node
+        .smtp
+        .listen
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
     tracing::info!(
         lists = config.lists.len(),
         plugins = chains.plugin_count(),
+        smtp = %listen.join(","),
         database = %crate::store::redact(&config.node.database_url),
         elapsed_ms = started.elapsed().as_millis() as u64,
         "node ready"
     );
     println!(
-        "roost node {} ready: {} list(s), {} plugin(s) loaded in {} ms",
-        config.node.name,
+        "roost node {node} ready: {} list(s), {} plugin(s), SMTP on {} ({} ms)",
         config.lists.len(),
         chains.plugin_count(),
+        listen.join(", "),
         started.elapsed().as_millis()
     );
     for list in &config.lists {
         let names: Vec<&str> = list.plugins.iter().map(|p| p.name.as_str()).collect();
-        println!(
-            "  {}: {}",
-            list.address,
-            if names.is_empty() {
-                "(no plugins)".to_string()
-            } else {
-                names.join(" -> ")
-            }
-        );
+        let chain = if names.is_empty() {
+            "(no plugins)".to_string()
+        } else {
+            names.join(" -> ")
+        };
+        println!("  {}: {chain}", list.address);
     }
 
     let mut term = signal(SignalKind::terminate())?;
@@ -50,6 +125,10 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         _ = term.recv() => {},
     }
     tracing::info!("stopping");
+    let _ = stop.send(true);
+    for t in tasks {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), t).await;
+    }
     store.close().await;
     Ok(())
 }

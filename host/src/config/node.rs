@@ -30,7 +30,15 @@ pub(super) struct NodeFile {
     #[serde(default)]
     smtp: SmtpSection,
     #[serde(default)]
+    cluster: ClusterSection,
+    #[serde(default)]
     plugin: Vec<Spanned<PluginEntry>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ClusterSection {
+    lease: Option<Span>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -120,6 +128,8 @@ pub struct NodeConfig {
     /// Node-level plugins (server-wide routes and schedules).
     pub plugins: Vec<PluginUse>,
     pub smtp: SmtpConfig,
+    /// How long claimed work stays with a node that stopped renewing it.
+    pub lease: Duration,
 }
 
 pub(super) fn load_node(file: &Path) -> Result<NodeConfig, ConfigError> {
@@ -195,8 +205,17 @@ pub(super) fn load_node(file: &Path) -> Result<NodeConfig, ConfigError> {
 
     let smtp = smtp_config(file, raw.smtp, &rel)?;
 
+    let lease = raw.cluster.lease.map_or(Duration::from_secs(30), |s| s.0);
+    if lease < Duration::from_secs(1) {
+        return Err(ConfigError::invalid(
+            file,
+            "cluster.lease must be at least 1s",
+        ));
+    }
+
     Ok(NodeConfig {
         smtp,
+        lease,
         file: file.to_path_buf(),
         name,
         hostname,

@@ -7,13 +7,28 @@ pub fn rfc5322_date(ms: i64) -> String {
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     format!(
         "{}, {:02} {} {} {:02}:{:02}:{:02} +0000",
         DAYS[days.rem_euclid(7) as usize],
         d,
         MONTHS[(m - 1) as usize],
         y,
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Format milliseconds since the Unix epoch as `2026-11-25T13:45:00Z`, for people.
+pub fn rfc3339(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60
@@ -39,7 +54,14 @@ mod tests {
     #[test]
     fn formats_known_dates() {
         assert_eq!(super::rfc5322_date(0), "Thu, 01 Jan 1970 00:00:00 +0000");
-        assert_eq!(super::rfc5322_date(1_795_527_900_000), "Wed, 25 Nov 2026 13:45:00 +0000");
-        assert_eq!(super::rfc5322_date(951_782_400_000), "Tue, 29 Feb 2000 00:00:00 +0000");
+        assert_eq!(
+            super::rfc5322_date(1_795_614_300_000),
+            "Wed, 25 Nov 2026 13:45:00 +0000"
+        );
+        assert_eq!(
+            super::rfc5322_date(951_782_400_000),
+            "Tue, 29 Feb 2000 00:00:00 +0000"
+        );
+        assert_eq!(super::rfc3339(1_795_614_300_000), "2026-11-25T13:45:00Z");
     }
 }

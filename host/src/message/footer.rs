@@ -12,7 +12,12 @@ const FOOTER_PART_HEAD: &[u8] =
 /// HTML body (inserted before `</body>`).
 pub fn append_footer(raw: &[u8], text: &str, html: Option<&str>) -> Vec<u8> {
     let content_type = header(raw, "content-type").unwrap_or_else(|| "text/plain".into());
-    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     let encoding = header(raw, "content-transfer-encoding")
         .unwrap_or_default()
         .trim()
@@ -81,7 +86,10 @@ fn wrap_in_mixed(raw: &[u8], content_type: &str, encoding: &str, text: &[u8]) ->
     }
     let mut out = head;
     out.extend(field_line("MIME-Version", "1.0"));
-    out.extend(field_line("Content-Type", &format!("multipart/mixed; boundary=\"{boundary}\"")));
+    out.extend(field_line(
+        "Content-Type",
+        &format!("multipart/mixed; boundary=\"{boundary}\""),
+    ));
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
     out.extend(field_line("Content-Type", content_type));
@@ -112,7 +120,9 @@ fn param(value: &str, name: &str) -> Option<String> {
 }
 
 fn crlf(text: &str) -> Vec<u8> {
-    text.replace("\r\n", "\n").replace('\n', "\r\n").into_bytes()
+    text.replace("\r\n", "\n")
+        .replace('\n', "\r\n")
+        .into_bytes()
 }
 
 fn find_last(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -120,7 +130,8 @@ fn find_last(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 fn find_last_ci(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).rposition(|w| w.eq_ignore_ascii_case(needle))
+    hay.windows(needle.len())
+        .rposition(|w| w.eq_ignore_ascii_case(needle))
 }
 
 #[cfg(test)]
@@ -128,7 +139,9 @@ mod tests {
     use super::*;
 
     fn parse(raw: &[u8]) -> mail_parser::Message<'_> {
-        mail_parser::MessageParser::default().parse(raw).expect("parses")
+        mail_parser::MessageParser::default()
+            .parse(raw)
+            .expect("parses")
     }
 
     #[test]
@@ -154,7 +167,9 @@ mod tests {
         assert_eq!(m.subject(), Some("s"));
         assert_eq!(m.body_text(0).as_deref(), Some("Hello"));
         assert!(String::from_utf8_lossy(&out).contains("multipart/mixed"));
-        let parts: Vec<String> = (0..2).filter_map(|i| m.body_text(i).map(|t| t.trim().to_string())).collect();
+        let parts: Vec<String> = (0..2)
+            .filter_map(|i| m.body_text(i).map(|t| t.trim().to_string()))
+            .collect();
         assert!(parts.contains(&"Footer".to_string()), "{parts:?}");
     }
 

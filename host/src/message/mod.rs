@@ -5,7 +5,7 @@
 mod date;
 mod footer;
 
-pub use date::rfc5322_date;
+pub use date::{rfc3339, rfc5322_date};
 pub use footer::append_footer;
 
 /// Byte offset where the body starts (after the blank line), or the length when the
@@ -46,7 +46,10 @@ pub fn fields(raw: &[u8]) -> Vec<Field> {
     let mut out: Vec<Field> = Vec::new();
     let mut i = 0;
     while i < header.len() {
-        let line_end = header[i..].iter().position(|&b| b == b'\n').map_or(header.len(), |p| i + p + 1);
+        let line_end = header[i..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(header.len(), |p| i + p + 1);
         let line = &header[i..line_end];
         let is_continuation = matches!(line.first(), Some(b' ' | b'\t'));
         if is_continuation {
@@ -60,7 +63,9 @@ pub fn fields(raw: &[u8]) -> Vec<Field> {
             if !name.is_empty() && name.iter().all(|b| (33..=126).contains(b)) {
                 out.push(Field {
                     name: String::from_utf8_lossy(name).into_owned(),
-                    value: String::from_utf8_lossy(&line[colon + 1..]).trim().to_string(),
+                    value: String::from_utf8_lossy(&line[colon + 1..])
+                        .trim()
+                        .to_string(),
                     start: i,
                     end: line_end,
                 });
@@ -100,6 +105,23 @@ pub fn append_field(raw: &mut Vec<u8>, name: &str, value: &str) {
     raw.splice(at..at, field_line(name, value));
 }
 
+/// Give the field of that name this value where it stands (the first one; any others are
+/// removed), or add it at the end of the header when there is none.
+pub fn set_field(raw: &mut Vec<u8>, name: &str, value: &str) {
+    let matching: Vec<(usize, usize)> = fields(raw)
+        .into_iter()
+        .filter(|f| f.name.eq_ignore_ascii_case(name))
+        .map(|f| (f.start, f.end))
+        .collect();
+    let Some(&(start, end)) = matching.first() else {
+        return append_field(raw, name, value);
+    };
+    for (s, e) in matching[1..].iter().rev() {
+        raw.drain(*s..*e);
+    }
+    raw.splice(start..end, field_line(name, value));
+}
+
 /// Remove every field of that name; returns how many.
 pub fn remove_fields(raw: &mut Vec<u8>, name: &str) -> usize {
     let doomed: Vec<(usize, usize)> = fields(raw)
@@ -111,6 +133,11 @@ pub fn remove_fields(raw: &mut Vec<u8>, name: &str) -> usize {
         raw.drain(*start..*end);
     }
     doomed.len()
+}
+
+/// Give a message that has none the blank line that ends its header.
+pub fn ensure_blank_line(raw: &mut Vec<u8>) {
+    header_end(raw);
 }
 
 /// Where new fields go: before the blank line, or at the end of a message without one
@@ -131,7 +158,8 @@ fn header_end(raw: &mut Vec<u8>) -> usize {
 mod tests {
     use super::*;
 
-    const MSG: &[u8] = b"From: a@example.org\r\nSubject: hello\r\n  world\r\nTo: l@example.org\r\n\r\nbody\r\n";
+    const MSG: &[u8] =
+        b"From: a@example.org\r\nSubject: hello\r\n  world\r\nTo: l@example.org\r\n\r\nbody\r\n";
 
     #[test]
     fn reads_fields_and_unfolds() {
@@ -151,6 +179,15 @@ mod tests {
         assert_eq!(remove_fields(&mut m, "subject"), 1);
         assert_eq!(header(&m, "subject"), None);
         assert!(m.starts_with(b"From: a@example.org\r\nTo: l@example.org\r\n"));
+    }
+
+    #[test]
+    fn set_field_keeps_the_position() {
+        let mut m = MSG.to_vec();
+        set_field(&mut m, "subject", "new");
+        assert!(m.starts_with(b"From: a@example.org\r\nsubject: new\r\nTo: l@example.org\r\n\r\n"));
+        set_field(&mut m, "X-New", "1");
+        assert!(m.ends_with(b"X-New: 1\r\n\r\nbody\r\n"));
     }
 
     #[test]

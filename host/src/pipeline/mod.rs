@@ -1,6 +1,10 @@
-//! The per-list plugin chains: which plugins run for a list, in its TOML order, with its
-//! config and limits. Built once at start (and on reload); the hooks run through them.
+//! The per-list plugin pipeline: chains of bound plugins per list (built at start), and the
+//! processing of stored posts through them after intake's 250.
 
 mod chains;
+pub mod edits;
+pub mod process;
+mod worker;
 
 pub use chains::{Chains, SetupError};
+pub use worker::Processor;

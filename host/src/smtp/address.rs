@@ -24,7 +24,10 @@ pub struct Directory {
 impl Directory {
     pub fn new(lists: &[ListConfig]) -> Self {
         Directory {
-            lists: lists.iter().map(|l| (l.address.clone(), l.address.clone())).collect(),
+            lists: lists
+                .iter()
+                .map(|l| (l.address.clone(), l.address.clone()))
+                .collect(),
         }
     }
 
@@ -64,7 +67,11 @@ mod tests {
 
     fn dir() -> Directory {
         Directory {
-            lists: [("news@lists.example.org".to_string(), "news@lists.example.org".to_string())].into(),
+            lists: [(
+                "news@lists.example.org".to_string(),
+                "news@lists.example.org".to_string(),
+            )]
+            .into(),
         }
     }
 
@@ -74,10 +81,22 @@ mod tests {
         let t = |a: &str| d.classify(a).map(|t| (t.kind, t.token));
         assert_eq!(t("news@lists.example.org"), Some((MessageKind::Post, None)));
         assert_eq!(t("NEWS@Lists.Example.org"), Some((MessageKind::Post, None)));
-        assert_eq!(t("news-request@lists.example.org"), Some((MessageKind::Request, None)));
-        assert_eq!(t("news-owner@lists.example.org"), Some((MessageKind::Owner, None)));
-        assert_eq!(t("news-bounces+abc@lists.example.org"), Some((MessageKind::Bounce, Some("abc".into()))));
-        assert_eq!(t("news-confirm+x1@lists.example.org"), Some((MessageKind::Confirm, Some("x1".into()))));
+        assert_eq!(
+            t("news-request@lists.example.org"),
+            Some((MessageKind::Request, None))
+        );
+        assert_eq!(
+            t("news-owner@lists.example.org"),
+            Some((MessageKind::Owner, None))
+        );
+        assert_eq!(
+            t("news-bounces+abc@lists.example.org"),
+            Some((MessageKind::Bounce, Some("abc".into())))
+        );
+        assert_eq!(
+            t("news-confirm+x1@lists.example.org"),
+            Some((MessageKind::Confirm, Some("x1".into())))
+        );
     }
 
     #[test]

@@ -2,10 +2,10 @@
 
 use sqlx::Row;
 
-use super::{Backend, Result, Store, StoreError, now_ms};
+use super::{Backend, Notice, NoticeTarget, Result, Store, StoreError, now_ms};
 
 /// What an address of a list is for (DESIGN §3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MessageKind {
     Post,
     Request,
@@ -75,8 +75,9 @@ pub struct Decision {
     /// The post after edits (for accepted posts).
     pub prepared: Option<Vec<u8>>,
     pub links: Vec<String>,
-    /// A notice to queue with the decision (e.g. a rejection to the sender).
-    pub notice: Option<(String, String, String)>,
+    /// A notice to queue with the decision (a rejection to the sender, a failure to the
+    /// owners).
+    pub notice: Option<Notice>,
 }
 
 impl Store {
@@ -227,7 +228,9 @@ impl Store {
             return Ok(false);
         }
         let now = now_ms();
-        sqlx::query(
+        // Guarded by state: a message decided already (a retry after a lost commit reply)
+        // is not decided twice, and gets no second delivery job or notice.
+        let decided = sqlx::query(
             "UPDATE messages SET state = $1, reason = $2, decided_at = $3, prepared = $4, links = $5 \
              WHERE id = $6 AND state = 'stored'",
         )
@@ -238,18 +241,25 @@ impl Store {
         .bind(if d.links.is_empty() { None } else { Some(d.links.join("\n")) })
         .bind(&job.message_id)
         .execute(&mut *tx)
-        .await?;
-        if d.state == "accepted" {
+        .await?
+        .rows_affected()
+            == 1;
+        if decided && d.state == "accepted" {
             enqueue_delivery(&mut tx, &job.message_id, now).await?;
         }
-        if let Some((to, subject, body)) = &d.notice {
+        if let (true, Some(n)) = (decided, &d.notice) {
+            let (owners, address) = match &n.to {
+                NoticeTarget::Owners => (1i64, None),
+                NoticeTarget::Address(a) => (0, Some(a.as_str())),
+            };
             sqlx::query(
                 "INSERT INTO notices (list, plugin, to_owners, to_address, subject, body, created_at) \
-                 SELECT list, '', 0, $1, $2, $3, $4 FROM messages WHERE id = $5",
+                 SELECT list, '', $1, $2, $3, $4, $5 FROM messages WHERE id = $6",
             )
-            .bind(to)
-            .bind(subject)
-            .bind(body)
+            .bind(owners)
+            .bind(address)
+            .bind(&n.subject)
+            .bind(&n.body)
             .bind(now)
             .bind(&job.message_id)
             .execute(&mut *tx)
@@ -333,6 +343,18 @@ impl Store {
         }
         tx.commit().await?;
         Ok(changed == 1)
+    }
+
+    /// After a restart, the jobs this node had leased are free at once: nothing of this
+    /// node's can still be working on them (node names are unique in a cluster).
+    pub async fn release_leases_of(&self, owner: &str) -> Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE jobs SET lease_owner = NULL, lease_until = 0 WHERE lease_owner = $1",
+        )
+        .bind(owner)
+        .execute(self.pool())
+        .await?
+        .rows_affected())
     }
 
     /// Jobs of a kind for one message (for tests and `roost queue`).

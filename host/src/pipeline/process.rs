@@ -1,0 +1,151 @@
+//! Processing one stored post: run the list's `on-post` chain and turn the answers into a
+//! decision (accepted, held, rejected, discarded) with the edited post.
+//!
+//! Runs after the 250, not before it: a session never waits on plugins, group commit stays
+//! fast, and a plugin that is slow or broken cannot make senders time out or retry. The cost
+//! is that a rejection reaches the sender as a notice rather than an SMTP reply; Mailman and
+//! Sympa make the same choice.
+
+use crate::{
+    config::{FailurePolicy, ListConfig},
+    message,
+    plugins::{Bound, Hook, Runtime, wit},
+    store::{Decision, Notice, NoticeTarget, StoredMessage},
+};
+
+use super::edits;
+
+/// What the chain decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Accept,
+    Hold(String),
+    Reject(String),
+    Discard(String),
+}
+
+/// The post as plugins see it.
+pub fn to_wit(m: &StoredMessage) -> wit::Message {
+    let body = message::body_start(&m.raw);
+    wit::Message {
+        id: m.id.clone(),
+        list_address: m.list.clone(),
+        envelope: wit::Envelope {
+            mail_from: m.mail_from.clone(),
+            rcpt_to: m.rcpt_to.clone(),
+            client_ip: m.client_ip.clone(),
+            helo: m.helo.clone(),
+        },
+        headers: message::fields(&m.raw)
+            .into_iter()
+            .map(|f| wit::Header {
+                name: f.name,
+                value: f.value,
+            })
+            .collect(),
+        body: m.raw[body..].to_vec(),
+        size: m.raw.len() as u64,
+        received_at: u64::try_from(m.received_at).unwrap_or(0),
+    }
+}
+
+/// Run every plugin of the chain that implements `on-post`, in order, until one decides.
+/// Each sees the post as received; their edits are applied in chain order afterwards.
+pub async fn run_chain(
+    runtime: &Runtime,
+    chain: &[Bound],
+    post: &wit::Message,
+    policy: FailurePolicy,
+) -> (Verdict, Vec<wit::Edit>) {
+    let mut edits = Vec::new();
+    for bound in chain.iter().filter(|b| b.plugin.implements(Hook::OnPost)) {
+        let answer = match runtime.on_post(bound, post).await {
+            Ok(answer) => answer,
+            Err(e) => match policy {
+                FailurePolicy::Hold => return (Verdict::Hold(e.to_string()), edits),
+                FailurePolicy::Reject => return (Verdict::Reject(e.to_string()), edits),
+                FailurePolicy::Accept => continue,
+            },
+        };
+        edits.extend(answer.edits);
+        match answer.verdict {
+            wit::Verdict::Continue => {}
+            wit::Verdict::Accept => return (Verdict::Accept, edits),
+            wit::Verdict::Hold(reason) => return (Verdict::Hold(reason), edits),
+            wit::Verdict::Reject(r) => {
+                let text = format!("{} {} {}", r.code, r.enhanced, r.text).replace("  ", " ");
+                return (Verdict::Reject(text), edits);
+            }
+            wit::Verdict::Discard(reason) => return (Verdict::Discard(reason), edits),
+        }
+    }
+    (Verdict::Accept, edits)
+}
+
+/// The stored decision for a verdict.
+pub fn decide(
+    list: &ListConfig,
+    m: &StoredMessage,
+    verdict: Verdict,
+    edits: &[wit::Edit],
+) -> Decision {
+    let edited = || edits::apply(&m.raw, edits);
+    match verdict {
+        Verdict::Accept => {
+            let (prepared, links) = edited();
+            Decision {
+                state: "accepted",
+                reason: None,
+                prepared: Some(prepared),
+                links,
+                notice: None,
+            }
+        }
+        Verdict::Hold(reason) => {
+            // Kept edited, so an approval sends what the plugins made of it.
+            let (prepared, links) = edited();
+            Decision {
+                state: "held",
+                reason: Some(reason),
+                prepared: Some(prepared),
+                links,
+                notice: None,
+            }
+        }
+        Verdict::Reject(reason) => Decision {
+            state: "rejected",
+            notice: rejection_notice(list, m, &reason),
+            reason: Some(reason),
+            prepared: None,
+            links: Vec::new(),
+        },
+        Verdict::Discard(reason) => Decision {
+            state: "discarded",
+            reason: Some(reason),
+            prepared: None,
+            links: Vec::new(),
+            notice: None,
+        },
+    }
+}
+
+/// Tell the sender, unless there is no one to tell (null sender) or telling would loop
+/// (the sender is one of the list's own addresses).
+fn rejection_notice(list: &ListConfig, m: &StoredMessage, reason: &str) -> Option<Notice> {
+    let sender = m.mail_from.trim();
+    let own_domain = format!("@{}", list.domain());
+    let is_list_address = sender.to_ascii_lowercase().starts_with(list.local_part())
+        && sender.to_ascii_lowercase().ends_with(&own_domain);
+    if sender.is_empty() || is_list_address {
+        return None;
+    }
+    let subject = message::header(&m.raw, "subject").unwrap_or_default();
+    Some(Notice {
+        to: NoticeTarget::Address(sender.to_string()),
+        subject: format!("Your post to {} was not accepted", list.address),
+        body: format!(
+            "Your post to {list} was not accepted.\n\nSubject: {subject}\nReason: {reason}\n",
+            list = list.address
+        ),
+    })
+}

@@ -1,0 +1,109 @@
+//! The processing loop: claim `process` jobs with a lease, run them, record the decision.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use tokio::sync::{Notify, watch};
+
+use super::{Chains, process};
+use crate::{
+    config::ListConfig,
+    plugins::Runtime,
+    store::{Job, Store},
+};
+
+/// Jobs claimed at once by one worker.
+const BATCH: u32 = 16;
+/// How long an idle worker sleeps when nobody wakes it (work from other nodes, retries).
+const POLL: Duration = Duration::from_millis(500);
+
+pub struct Processor {
+    pub store: Store,
+    pub runtime: Arc<Runtime>,
+    pub chains: Arc<Chains>,
+    pub lists: HashMap<String, ListConfig>,
+    pub node: String,
+    pub lease: Duration,
+}
+
+impl Processor {
+    /// Work until `shutdown` turns true; `wake` is notified when intake stores a post.
+    pub async fn run(self: Arc<Self>, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+        let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(30_000);
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            match self
+                .store
+                .claim_jobs("process", &self.node, lease_ms, BATCH)
+                .await
+            {
+                Ok(jobs) if !jobs.is_empty() => {
+                    for job in &jobs {
+                        self.process(job).await;
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot claim processing jobs"),
+            }
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(POLL) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    async fn process(&self, job: &Job) {
+        let span = tracing::info_span!("process", message = %job.message_id);
+        let _enter = span.enter();
+        let m = match self.store.message(&job.message_id).await {
+            Ok(m) => m,
+            Err(e) => return self.retry(job, &e.to_string()).await,
+        };
+        let Some(list) = self.lists.get(&m.list) else {
+            // A node with an older config; a node that knows the list will take the job.
+            tracing::warn!(list = %m.list, "post for a list this node does not know");
+            return self.retry(job, "unknown list").await;
+        };
+        let chain = self
+            .chains
+            .lists
+            .get(&m.list)
+            .map_or(&[][..], |c| c.as_slice());
+        let post = process::to_wit(&m);
+        let (verdict, edits) =
+            process::run_chain(&self.runtime, chain, &post, list.on_plugin_error).await;
+        let decision = process::decide(list, &m, verdict, &edits);
+        tracing::info!(list = %m.list, state = decision.state, reason = decision.reason.as_deref().unwrap_or(""), "post processed");
+        match self
+            .store
+            .finish_processing(job, &self.node, &decision)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!("lease lost before the decision was recorded; another node decides")
+            }
+            Err(e) => self.retry(job, &e.to_string()).await,
+        }
+    }
+
+    async fn retry(&self, job: &Job, error: &str) {
+        // Back off with the number of tries: 1 s, 2 s, 4 s ... up to 5 minutes.
+        let delay = 1_000i64 << job.attempts.clamp(0, 8);
+        tracing::warn!(
+            error,
+            attempts = job.attempts,
+            "processing failed; will retry"
+        );
+        if let Err(e) = self
+            .store
+            .retry_job(job, &self.node, delay.min(300_000), error)
+            .await
+        {
+            tracing::error!(error = %e, "cannot reschedule job; its lease will expire");
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! SMTP intake: accept mail for the lists' addresses, store it durably, answer 250.
+//!
+//! Intake never sends mail (it has no path to `delivery`): it stores the message and a
+//! `process` job through the group-commit spool and only then says 250. What happens to a
+//! post afterwards (plugins, holds, delivery) is the pipeline's work, on any node.
+
+mod address;
+mod reply;
+mod session;
+mod tls;
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+pub use address::{Directory, Target};
+use session::{End, Session};
+pub use tls::{TlsError, acceptor};
+use tokio::{
+    io::AsyncWriteExt,
+    net::{TcpListener, TcpStream},
+    sync::{Notify, Semaphore, watch},
+};
+use tokio_rustls::TlsAcceptor;
+use tracing::Instrument;
+
+use crate::{config::SmtpConfig, store::Spool};
+
+/// How long a client has to finish the TLS handshake after STARTTLS.
+const TLS_HANDSHAKE: Duration = Duration::from_secs(30);
+
+/// Everything a session needs, shared by all sessions of the node.
+pub struct Intake {
+    pub config: SmtpConfig,
+    pub directory: Directory,
+    pub spool: Spool,
+    pub node: String,
+    pub hostname: String,
+    pub tls: Option<TlsAcceptor>,
+    /// Woken after each stored message so processing starts at once.
+    pub stored: Arc<Notify>,
+    sessions: Arc<Semaphore>,
+    next_session: AtomicU64,
+}
+
+impl Intake {
+    pub fn new(
+        config: SmtpConfig,
+        directory: Directory,
+        spool: Spool,
+        node: String,
+        hostname: String,
+        tls: Option<TlsAcceptor>,
+    ) -> Self {
+        Intake {
+            sessions: Arc::new(Semaphore::new(config.max_sessions as usize)),
+            config,
+            directory,
+            spool,
+            node,
+            hostname,
+            tls,
+            stored: Arc::new(Notify::new()),
+            next_session: AtomicU64::new(1),
+        }
+    }
+
+    fn accepted(&self) {
+        self.stored.notify_one();
+    }
+
+    /// Accept sessions on `listener` until `shutdown` turns true.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            let (tcp, peer) = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = shutdown.changed() => return,
+            };
+            let _ = tcp.set_nodelay(true);
+            let Ok(permit) = self.sessions.clone().try_acquire_owned() else {
+                tokio::spawn(refuse(tcp));
+                continue;
+            };
+            let id = self.next_session.fetch_add(1, Ordering::Relaxed);
+            let span = tracing::info_span!("smtp", session = id, %peer);
+            let intake = self.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(
+                async move {
+                    intake.session(tcp, peer, shutdown).await;
+                    drop(permit);
+                }
+                .instrument(span),
+            );
+        }
+    }
+
+    async fn session(&self, tcp: TcpStream, peer: SocketAddr, mut shutdown: watch::Receiver<bool>) {
+        tracing::debug!("connected");
+        let mut s = Session::new(tcp, self, peer, false);
+        s.greet().await;
+        let end = tokio::select! {
+            end = s.run() => end,
+            _ = shutdown.changed() => {
+                s.send_shutdown().await;
+                return;
+            }
+        };
+        if !matches!(end, End::StartTls) {
+            return;
+        }
+        let _ = s.flush().await;
+        let tcp = s.into_io();
+        let Some(acceptor) = &self.tls else { return };
+        let tls = match tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                tracing::info!(error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::info!("TLS handshake timed out");
+                return;
+            }
+        };
+        let mut s = Session::new(tls, self, peer, true);
+        tokio::select! {
+            _ = s.run() => {}
+            _ = shutdown.changed() => s.send_shutdown().await,
+        }
+    }
+}
+
+/// Over the session limit: say so and close, without holding a session slot.
+async fn refuse(mut tcp: TcpStream) {
+    let mut out = Vec::new();
+    reply::TOO_MANY_SESSIONS.write(&mut out);
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.write_all(&out)).await;
+    let _ = tcp.shutdown().await;
+}

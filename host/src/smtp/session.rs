@@ -1,0 +1,478 @@
+//! One SMTP session: the command loop (with pipelining), DATA, and the hand-over to TLS.
+//!
+//! Replies are buffered and flushed only when the client has nothing more in flight, so a
+//! pipelining client gets its replies in one write. Every read has the idle timeout; every
+//! limit has its own reply (see `reply.rs`).
+
+use std::{collections::HashMap, net::SocketAddr, time::Instant};
+
+use smtp_proto::{Error as ProtoError, Request};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::{
+    Intake,
+    address::Target,
+    reply::{self, Reply},
+};
+use crate::{
+    message,
+    store::{NewMessage, now_ms},
+};
+
+/// Longest command line we read (RFC 5321 says 512; extensions make real ones longer).
+const MAX_COMMAND: usize = 4096;
+
+/// Why a session ended.
+pub(super) enum End {
+    /// Closed (QUIT, error budget, timeout, the peer went away).
+    Closed,
+    /// The client asked for TLS and got 220: the caller wraps the stream and goes on.
+    StartTls,
+}
+
+/// Why a read could not give a line.
+enum Stop {
+    Eof,
+    Idle,
+    Io,
+}
+
+enum Line {
+    Text(Vec<u8>),
+    TooLong,
+}
+
+struct Transaction {
+    mail_from: String,
+    targets: Vec<(String, Target)>,
+}
+
+pub(super) struct Session<'a, S> {
+    io: S,
+    intake: &'a Intake,
+    peer: SocketAddr,
+    tls: bool,
+    inbuf: Vec<u8>,
+    start: usize,
+    /// Discarding the rest of an overlong line.
+    skipping: bool,
+    out: Vec<u8>,
+    helo: Option<String>,
+    esmtp: bool,
+    tx: Option<Transaction>,
+    errors: u32,
+}
+
+impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
+    pub fn new(io: S, intake: &'a Intake, peer: SocketAddr, tls: bool) -> Self {
+        Session {
+            io,
+            intake,
+            peer,
+            tls,
+            inbuf: Vec::with_capacity(8192),
+            start: 0,
+            skipping: false,
+            out: Vec::with_capacity(1024),
+            helo: None,
+            esmtp: false,
+            tx: None,
+            errors: 0,
+        }
+    }
+
+    pub fn into_io(self) -> S {
+        self.io
+    }
+
+    pub async fn greet(&mut self) {
+        // Sent with the first flush, before the first read.
+        let text = format!("{} ESMTP Roost", self.intake.hostname);
+        reply::write_line(&mut self.out, 220, "", &text);
+    }
+
+    pub async fn run(&mut self) -> End {
+        loop {
+            let line = match self.read_line(MAX_COMMAND).await {
+                Ok(line) => line,
+                Err(Stop::Idle) => {
+                    self.send(reply::IDLE);
+                    let _ = self.flush().await;
+                    return End::Closed;
+                }
+                Err(Stop::Eof | Stop::Io) => return End::Closed,
+            };
+            let outcome = match line {
+                Line::TooLong => {
+                    self.send(reply::LINE_TOO_LONG);
+                    None
+                }
+                Line::Text(line) => self.command(&line).await,
+            };
+            if let Some(end) = outcome {
+                let _ = self.flush().await;
+                return end;
+            }
+            if self.errors >= self.intake.config.max_errors {
+                self.send(reply::TOO_MANY_ERRORS);
+                let _ = self.flush().await;
+                return End::Closed;
+            }
+        }
+    }
+
+    /// Queue a reply; errors count against the session's budget.
+    fn send(&mut self, r: Reply) {
+        if r.is_error() {
+            self.errors += 1;
+        }
+        r.write(&mut self.out);
+    }
+
+    /// Handle one command line; `Some` ends the command loop.
+    async fn command(&mut self, line: &[u8]) -> Option<End> {
+        let request = match Request::parse(&mut line.iter()) {
+            Ok(r) => r,
+            Err(e) => {
+                self.send(match e {
+                    ProtoError::UnknownCommand => reply::UNKNOWN_COMMAND,
+                    ProtoError::InvalidSenderAddress => reply::BAD_SENDER,
+                    ProtoError::InvalidRecipientAddress => reply::BAD_RECIPIENT,
+                    ProtoError::UnsupportedParameter { .. } => reply::UNSUPPORTED_PARAM,
+                    _ => reply::SYNTAX,
+                });
+                return None;
+            }
+        };
+        match request {
+            Request::Ehlo { host } => {
+                self.reset(Some(host.into_owned()), true);
+                self.ehlo();
+            }
+            Request::Helo { host } => {
+                self.reset(Some(host.into_owned()), false);
+                let text = self.intake.hostname.clone();
+                reply::write_line(&mut self.out, 250, "", &text);
+            }
+            Request::Mail { from } => {
+                if self.helo.is_none() {
+                    self.send(reply::NEED_HELO);
+                } else if self.tx.is_some() {
+                    self.send(reply::NESTED_MAIL);
+                } else if from.size as u64 > self.intake.config.max_message_size {
+                    self.send(reply::TOO_BIG);
+                } else {
+                    self.tx = Some(Transaction {
+                        mail_from: from.address.into_owned(),
+                        targets: Vec::new(),
+                    });
+                    self.send(reply::SENDER_OK);
+                }
+            }
+            Request::Rcpt { to } => self.rcpt(&to.address),
+            Request::Data => return self.data().await,
+            Request::Rset => {
+                self.tx = None;
+                self.send(reply::OK);
+            }
+            Request::Noop { .. } => self.send(reply::OK),
+            Request::Quit => {
+                self.send(reply::BYE);
+                return Some(End::Closed);
+            }
+            Request::Help { .. } => self.send(reply::HELP),
+            Request::Vrfy { .. } | Request::Expn { .. } => self.send(reply::VRFY_REFUSED),
+            Request::StartTls => {
+                if self.tls {
+                    self.send(reply::TLS_ALREADY);
+                } else if self.intake.tls.is_none() {
+                    self.send(reply::TLS_UNAVAILABLE);
+                } else {
+                    self.send(reply::START_TLS);
+                    // RFC 3207: anything the client pipelined after STARTTLS is discarded,
+                    // or an attacker could inject commands into the protected session.
+                    self.inbuf.clear();
+                    self.start = 0;
+                    return Some(End::StartTls);
+                }
+            }
+            _ => self.send(reply::NOT_IMPLEMENTED),
+        }
+        None
+    }
+
+    fn reset(&mut self, helo: Option<String>, esmtp: bool) {
+        self.helo = helo;
+        self.esmtp = esmtp;
+        self.tx = None;
+    }
+
+    fn ehlo(&mut self) {
+        let mut lines = vec![
+            self.intake.hostname.clone(),
+            "PIPELINING".to_string(),
+            format!("SIZE {}", self.intake.config.max_message_size),
+            "8BITMIME".to_string(),
+            "SMTPUTF8".to_string(),
+            "ENHANCEDSTATUSCODES".to_string(),
+        ];
+        if self.intake.tls.is_some() && !self.tls {
+            lines.push("STARTTLS".to_string());
+        }
+        lines.push("HELP".to_string());
+        let last = lines.len() - 1;
+        for (i, l) in lines.iter().enumerate() {
+            let sep = if i == last { ' ' } else { '-' };
+            self.out
+                .extend_from_slice(format!("250{sep}{l}\r\n").as_bytes());
+        }
+    }
+
+    fn rcpt(&mut self, address: &str) {
+        let max = self.intake.config.max_recipients as usize;
+        let target = self.intake.directory.classify(address);
+        let Some(tx) = self.tx.as_mut() else {
+            self.send(reply::NEED_MAIL);
+            return;
+        };
+        if tx.targets.len() >= max {
+            // 452 is a temporary reply: the client sends the rest in another transaction.
+            reply::TOO_MANY_RECIPIENTS.write(&mut self.out);
+            return;
+        }
+        match target {
+            Some(t) => {
+                tx.targets.push((address.to_string(), t));
+                self.send(reply::RECIPIENT_OK);
+            }
+            None => self.send(reply::NO_SUCH_LIST),
+        }
+    }
+
+    async fn data(&mut self) -> Option<End> {
+        match &self.tx {
+            None => {
+                self.send(reply::NEED_MAIL);
+                return None;
+            }
+            Some(tx) if tx.targets.is_empty() => {
+                self.send(reply::NEED_RCPT);
+                return None;
+            }
+            Some(_) => {}
+        }
+        self.send(reply::START_DATA);
+        let body = match self.read_data().await {
+            Ok(body) => body,
+            Err(Stop::Idle) => {
+                self.send(reply::IDLE);
+                return Some(End::Closed);
+            }
+            // The peer went away mid-DATA: nothing was acknowledged, nothing is kept.
+            Err(Stop::Eof | Stop::Io) => return Some(End::Closed),
+        };
+        let Some(tx) = self.tx.take() else {
+            return None;
+        };
+        match body {
+            Data::TooBig => self.send(reply::TOO_BIG),
+            Data::LineTooLong => self.send(reply::LINE_TOO_LONG),
+            Data::Complete(bytes) => {
+                let started = Instant::now();
+                let messages = self.messages(&tx, &bytes);
+                let ids: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
+                match self.intake.spool.commit(messages).await {
+                    Ok(()) => {
+                        self.intake.accepted();
+                        tracing::debug!(ids = ?ids, bytes = bytes.len(), commit_us = started.elapsed().as_micros() as u64, "stored");
+                        let text = format!("OK: queued as {}", ids.join(" "));
+                        reply::write_line(&mut self.out, 250, "2.0.0", &text);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot store message");
+                        self.send(reply::STORE_FAILED);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// One stored message per list addressed (a post to two lists is two posts), each with
+    /// our `Received:` on top and a `Message-ID:` when the sender gave none.
+    fn messages(&self, tx: &Transaction, body: &[u8]) -> Vec<NewMessage> {
+        let mut groups: HashMap<&Target, Vec<String>> = HashMap::new();
+        let mut order: Vec<&Target> = Vec::new();
+        for (rcpt, target) in &tx.targets {
+            let entry = groups.entry(target).or_default();
+            if entry.is_empty() {
+                order.push(target);
+            }
+            if !entry.contains(rcpt) {
+                entry.push(rcpt.clone());
+            }
+        }
+        let now = now_ms();
+        let has_message_id = message::header(body, "message-id").is_some();
+        order
+            .into_iter()
+            .map(|target| {
+                let rcpts = groups.remove(target).unwrap_or_default();
+                let id = uuid::Uuid::now_v7().simple().to_string();
+                let mut raw = Vec::with_capacity(body.len() + 300);
+                raw.extend(self.received(&id, &rcpts, now));
+                raw.extend_from_slice(body);
+                if !has_message_id {
+                    let value = format!("<{id}@{}>", self.intake.hostname);
+                    message::append_field(&mut raw, "Message-ID", &value);
+                }
+                NewMessage {
+                    id,
+                    list: target.list.clone(),
+                    kind: target.kind,
+                    token: target.token.clone(),
+                    mail_from: tx.mail_from.clone(),
+                    rcpt_to: rcpts,
+                    client_ip: self.peer.ip().to_string(),
+                    helo: self.helo.clone().unwrap_or_default(),
+                    raw,
+                    received_at: now,
+                    node: self.intake.node.clone(),
+                }
+            })
+            .collect()
+    }
+
+    fn received(&self, id: &str, rcpts: &[String], now: i64) -> Vec<u8> {
+        let helo: String = self
+            .helo
+            .as_deref()
+            .unwrap_or("unknown")
+            .chars()
+            .filter(|c| c.is_ascii_graphic())
+            .take(255)
+            .collect();
+        let with = match (self.esmtp, self.tls) {
+            (true, true) => "ESMTPS",
+            (true, false) => "ESMTP",
+            (false, _) => "SMTP",
+        };
+        let for_part = match rcpts {
+            [one] => format!("\r\n\tfor <{one}>"),
+            _ => String::new(),
+        };
+        format!(
+            "Received: from {helo} ([{ip}])\r\n\tby {host} (Roost {node}) with {with} id {id}{for_part};\r\n\t{date}\r\n",
+            ip = self.peer.ip(),
+            host = self.intake.hostname,
+            node = self.intake.node,
+            date = message::rfc5322_date(now),
+        )
+        .into_bytes()
+    }
+
+    /// Read message data up to the lone dot, undoing dot-stuffing. Limits are checked as
+    /// the data streams in; an oversized message is read to its end (so the session stays
+    /// in step) but not kept.
+    async fn read_data(&mut self) -> Result<Data, Stop> {
+        let max_size = usize::try_from(self.intake.config.max_message_size).unwrap_or(usize::MAX);
+        let max_line = self.intake.config.max_line_length as usize;
+        let mut body = Vec::with_capacity(8192);
+        let (mut too_big, mut too_long) = (false, false);
+        loop {
+            while let Some(nl) = self.inbuf[self.start..].iter().position(|&b| b == b'\n') {
+                let end = self.start + nl + 1;
+                let line = &self.inbuf[self.start..end];
+                self.start = end;
+                if std::mem::take(&mut self.skipping) {
+                    continue;
+                }
+                if line == b".\r\n" || line == b".\n" {
+                    return Ok(if too_big {
+                        Data::TooBig
+                    } else if too_long {
+                        Data::LineTooLong
+                    } else {
+                        Data::Complete(body)
+                    });
+                }
+                if line.len() > max_line {
+                    too_long = true;
+                }
+                let content = line.strip_prefix(b".").unwrap_or(line);
+                if !too_big && !too_long {
+                    if body.len() + content.len() > max_size {
+                        too_big = true;
+                        body = Vec::new();
+                    } else {
+                        body.extend_from_slice(content);
+                    }
+                }
+            }
+            if self.inbuf.len() - self.start > max_line {
+                too_long = true;
+                self.skipping = true;
+                self.start = self.inbuf.len();
+            }
+            self.fill().await?;
+        }
+    }
+
+    async fn read_line(&mut self, max: usize) -> Result<Line, Stop> {
+        loop {
+            if let Some(nl) = self.inbuf[self.start..].iter().position(|&b| b == b'\n') {
+                let end = self.start + nl + 1;
+                let line = self.inbuf[self.start..end].to_vec();
+                self.start = end;
+                if std::mem::take(&mut self.skipping) || line.len() > max {
+                    return Ok(Line::TooLong);
+                }
+                return Ok(Line::Text(line));
+            }
+            if self.inbuf.len() - self.start > max {
+                self.skipping = true;
+                self.start = self.inbuf.len();
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// Flush pending replies, then read more input (with the idle timeout).
+    async fn fill(&mut self) -> Result<(), Stop> {
+        self.flush().await.map_err(|_| Stop::Io)?;
+        if self.start > 0 {
+            self.inbuf.drain(..self.start);
+            self.start = 0;
+        }
+        self.inbuf.reserve(8192);
+        let idle = self.intake.config.idle_timeout;
+        match tokio::time::timeout(idle, self.io.read_buf(&mut self.inbuf)).await {
+            Err(_) => Err(Stop::Idle),
+            Ok(Ok(0)) => Err(Stop::Eof),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(Stop::Io),
+        }
+    }
+
+    /// The node is stopping: tell the client to come back (nothing it sent in an open
+    /// transaction was acknowledged, so nothing is lost).
+    pub async fn send_shutdown(&mut self) {
+        reply::SHUTTING_DOWN.write(&mut self.out);
+        let _ = self.flush().await;
+    }
+
+    pub async fn flush(&mut self) -> std::io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        self.io.write_all(&self.out).await?;
+        self.out.clear();
+        self.io.flush().await
+    }
+}
+
+enum Data {
+    Complete(Vec<u8>),
+    TooBig,
+    LineTooLong,
+}
