@@ -21,9 +21,10 @@ demo: plugins build
 	$(CARGO) run -q -p roost -- serve --config $(CONFIG)
 
 # Every test: unit tests, the plugin runtime against real hostile components, storage on
-# SQLite and on PostgreSQL.
+# SQLite and on PostgreSQL, SMTP intake driven by real clients (smtplib, swaks, smtp-source).
 test: plugins
 	scripts/ensure-postgres.sh
+	scripts/ensure-test-peers.sh
 	$(CARGO) test -p roost -p roost-plugin-sdk -p subject-tag --no-fail-fast
 
 lint:

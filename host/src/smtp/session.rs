@@ -271,9 +271,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             // The peer went away mid-DATA: nothing was acknowledged, nothing is kept.
             Err(Stop::Eof | Stop::Io) => return Some(End::Closed),
         };
-        let Some(tx) = self.tx.take() else {
-            return None;
-        };
+        let tx = self.tx.take()?;
         match body {
             Data::TooBig => self.send(reply::TOO_BIG),
             Data::LineTooLong => self.send(reply::LINE_TOO_LONG),

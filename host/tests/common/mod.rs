@@ -2,6 +2,8 @@
 //! plugin components `make plugins` built, and messages to feed them.
 #![allow(dead_code)]
 
+pub mod node;
+
 use std::{
     path::PathBuf,
     sync::atomic::{AtomicUsize, Ordering},

@@ -19,6 +19,14 @@ impl Plugin for Hostile {
             "trap" => trap(),
             "stack" => Ok(PostResult::hold(format!("depth {}", recurse(1)))),
             "error" => Err("refusing on purpose".into()),
+            // Plain verdicts, for the pipeline tests.
+            "reject" => Ok(PostResult::reject(
+                550,
+                "5.7.1",
+                "posts about that are not welcome",
+            )),
+            "hold" => Ok(PostResult::hold("held on purpose")),
+            "discard" => Ok(PostResult::discard("dropped on purpose")),
             "bad-code" => Ok(PostResult::reject(250, "2.0.0", "this is not a rejection")),
             "bad-header" => Ok(PostResult::next().edit(Edit::AddHeader(Header::new(
                 "X-Inject",

@@ -1,0 +1,188 @@
+//! A real `roost serve` process on a free loopback port, with a node directory of its own.
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use super::root;
+
+pub struct Node {
+    pub dir: tempfile::TempDir,
+    pub smtp: String,
+    pub db_url: String,
+    child: Option<Child>,
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released for the node to take).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+pub struct NodeSpec<'a> {
+    pub db_url: &'a str,
+    /// Extra lines for roost.toml's [smtp] section.
+    pub smtp_extra: &'a str,
+    /// (file name, contents) of list files.
+    pub lists: Vec<(&'a str, String)>,
+}
+
+impl Node {
+    /// Write the node's files; `start` runs it.
+    pub fn new(spec: NodeSpec<'_>) -> Node {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let smtp = format!("127.0.0.1:{port}");
+        let config = format!(
+            "[node]\nname = \"test-node\"\nhostname = \"lists.example.org\"\n\n\
+             [database]\nurl = \"{db}\"\n\n\
+             [plugins]\ndir = \"{plugins}\"\ncache_dir = \"{cache}\"\n\n\
+             [cluster]\nlease = \"2s\"\n\n\
+             [smtp]\nlisten = [\"{smtp}\"]\n{extra}\n",
+            db = spec.db_url,
+            plugins = root().join("target/plugins").display(),
+            cache = root().join("target/plugin-cache-tests").display(),
+            extra = spec.smtp_extra,
+        );
+        std::fs::write(dir.path().join("roost.toml"), config).unwrap();
+        std::fs::create_dir(dir.path().join("lists")).unwrap();
+        for (name, text) in spec.lists {
+            std::fs::write(dir.path().join("lists").join(name), text).unwrap();
+        }
+        Node {
+            dir,
+            smtp,
+            db_url: spec.db_url.to_string(),
+            child: None,
+        }
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("roost.toml")
+    }
+
+    /// Start `roost serve` and wait until it says it is ready.
+    pub fn start(&mut self) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_roost"))
+            .args(["serve", "--config"])
+            .arg(self.config())
+            .env("ROOST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start roost");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines.next().and_then(Result::ok).unwrap_or_default();
+        assert!(first.contains("ready"), "node did not start: {first:?}");
+        // Keep reading so the node never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let started = Instant::now();
+        loop {
+            if let Some(s) = c.try_wait().expect("wait") {
+                return s;
+            }
+            if started.elapsed() > Duration::from_secs(15) {
+                let _ = c.kill();
+                panic!("node did not stop on SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Run `roost ARGS --config <this node>`; (exit code, stdout, stderr).
+    pub fn roost(&self, args: &[&str]) -> (i32, String, String) {
+        let o = Command::new(env!("CARGO_BIN_EXE_roost"))
+            .args(args)
+            .arg("--config")
+            .arg(self.config())
+            .env("ROOST_LOG", "error")
+            .output()
+            .expect("run roost");
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A tool from target/test-peers.env (written by scripts/ensure-test-peers.sh).
+pub fn peer(name: &str) -> String {
+    let env = root().join("target/test-peers.env");
+    let text = std::fs::read_to_string(&env).unwrap_or_else(|_| {
+        panic!(
+            "{} missing: run `make test` (it installs the SMTP peers)",
+            env.display()
+        )
+    });
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}=")).map(str::to_string))
+        .unwrap_or_else(|| panic!("{name} not in {}", env.display()))
+}
+
+/// Run a Python program (smtplib is the client); returns stdout, panics with stderr.
+pub fn python(program: &str, args: &[&str]) -> String {
+    let o = Command::new("python3")
+        .arg("-c")
+        .arg(program)
+        .args(args)
+        .output()
+        .expect("python3");
+    assert!(
+        o.status.success(),
+        "python failed:\n{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Wait until `f` holds (polling), or panic with `what`.
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+pub fn path_str(p: &Path) -> String {
+    p.display().to_string()
+}
