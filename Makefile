@@ -31,9 +31,13 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-# Figures, not pass/fail: plugin call cost and compile-cache hit time (release build).
+# Figures, not pass/fail (release build): plugin call cost and compile-cache hit time;
+# SMTP intake against Postfix's smtp-sink and a durable Postfix instance.
 bench: plugins
+	scripts/ensure-postgres.sh
+	scripts/ensure-test-peers.sh
 	$(CARGO) bench -p roost --bench plugin_calls
+	$(CARGO) bench -p roost --bench intake
 
 clean:
 	$(CARGO) clean

@@ -8,7 +8,7 @@ use super::{Chains, process};
 use crate::{
     config::ListConfig,
     plugins::Runtime,
-    store::{Job, Store},
+    store::{Decision, Job, Store, StoredMessage},
 };
 
 /// Jobs claimed at once by one worker.
@@ -39,9 +39,7 @@ impl Processor {
                 .await
             {
                 Ok(jobs) if !jobs.is_empty() => {
-                    for job in &jobs {
-                        self.process(job).await;
-                    }
+                    self.process_batch(jobs).await;
                     continue;
                 }
                 Ok(_) => {}
@@ -55,38 +53,73 @@ impl Processor {
         }
     }
 
-    async fn process(&self, job: &Job) {
-        let span = tracing::info_span!("process", message = %job.message_id);
-        let _enter = span.enter();
-        let m = match self.store.message(&job.message_id).await {
-            Ok(m) => m,
-            Err(e) => return self.retry(job, &e.to_string()).await,
+    /// Load a claimed batch in one query, run each post through its chain, and record
+    /// all decisions in one transaction.
+    async fn process_batch(&self, jobs: Vec<Job>) {
+        let ids: Vec<String> = jobs.iter().map(|j| j.message_id.clone()).collect();
+        let mut messages: HashMap<String, StoredMessage> = match self.store.messages(&ids).await {
+            Ok(found) => found.into_iter().map(|m| (m.id.clone(), m)).collect(),
+            Err(e) => {
+                for job in &jobs {
+                    self.retry(job, &e.to_string()).await;
+                }
+                return;
+            }
         };
+        let mut decided = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let Some(m) = messages.remove(&job.message_id) else {
+                self.retry(&job, "message not found").await;
+                continue;
+            };
+            if let Some(d) = self.process(&job, &m).await {
+                decided.push((job, d));
+            }
+        }
+        self.record(decided).await;
+    }
+
+    /// Run one post through its list's chain; `None` when it must be tried again later.
+    async fn process(&self, job: &Job, m: &StoredMessage) -> Option<Decision> {
+        let span = tracing::info_span!("process", message = %m.id);
+        let _enter = span.enter();
         let Some(list) = self.lists.get(&m.list) else {
             // A node with an older config; a node that knows the list will take the job.
             tracing::warn!(list = %m.list, "post for a list this node does not know");
-            return self.retry(job, "unknown list").await;
+            self.retry(job, "unknown list").await;
+            return None;
         };
         let chain = self
             .chains
             .lists
             .get(&m.list)
             .map_or(&[][..], |c| c.as_slice());
-        let post = process::to_wit(&m);
+        let post = process::to_wit(m);
         let (verdict, edits) =
             process::run_chain(&self.runtime, chain, &post, list.on_plugin_error).await;
-        let decision = process::decide(list, &m, verdict, &edits);
+        let decision = process::decide(list, m, verdict, &edits);
         tracing::info!(list = %m.list, state = decision.state, reason = decision.reason.as_deref().unwrap_or(""), "post processed");
-        match self
-            .store
-            .finish_processing(job, &self.node, &decision)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::warn!("lease lost before the decision was recorded; another node decides")
+        Some(decision)
+    }
+
+    /// Store a batch's decisions in one transaction.
+    async fn record(&self, decided: Vec<(Job, Decision)>) {
+        if decided.is_empty() {
+            return;
+        }
+        match self.store.finish_processing(&self.node, &decided).await {
+            Ok(n) if n < decided.len() => {
+                tracing::warn!(
+                    lost = decided.len() - n,
+                    "leases lost before the decisions were recorded; other nodes decide those"
+                );
             }
-            Err(e) => self.retry(job, &e.to_string()).await,
+            Ok(_) => {}
+            Err(e) => {
+                for (job, _) in &decided {
+                    self.retry(job, &e.to_string()).await;
+                }
+            }
         }
     }
 

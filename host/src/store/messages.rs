@@ -1,5 +1,7 @@
 //! Accepted messages and the jobs that process them.
 
+use std::collections::HashSet;
+
 use sqlx::Row;
 
 use super::{Backend, Notice, NoticeTarget, Result, Store, StoreError, now_ms};
@@ -81,37 +83,44 @@ pub struct Decision {
 }
 
 impl Store {
-    /// Commit a group of messages, and a `process` job for each post, in one transaction.
-    /// Nothing is acknowledged to a client before this returns `Ok`.
+    /// Commit a group of messages, and a `process` job for each post, in one transaction of
+    /// two statements (each statement is a round trip to the database's connection thread,
+    /// which costs more than the rows). Nothing is acknowledged before this returns `Ok`.
     pub async fn insert_messages(&self, messages: &[NewMessage]) -> Result<()> {
         let mut tx = self.pool().begin().await?;
-        for m in messages {
-            sqlx::query(
+        for chunk in messages.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
                 "INSERT INTO messages (id, list, kind, token, mail_from, rcpt_to, client_ip, helo, \
-                 raw, size, received_at, node, state) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'stored')",
-            )
-            .bind(&m.id)
-            .bind(&m.list)
-            .bind(m.kind.as_str())
-            .bind(&m.token)
-            .bind(&m.mail_from)
-            .bind(m.rcpt_to.join("\n"))
-            .bind(&m.client_ip)
-            .bind(&m.helo)
-            .bind(&m.raw)
-            .bind(m.raw.len() as i64)
-            .bind(m.received_at)
-            .bind(&m.node)
-            .execute(&mut *tx)
-            .await?;
-            if m.kind == MessageKind::Post {
-                sqlx::query(
-                    "INSERT INTO jobs (kind, message_id, run_after, created_at) VALUES ('process', $1, $2, $2)",
+                 raw, size, received_at, node, state) VALUES {}",
+                values_list(chunk.len(), 12, 1, "'stored'")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for m in chunk {
+                q = q
+                    .bind(&m.id)
+                    .bind(&m.list)
+                    .bind(m.kind.as_str())
+                    .bind(&m.token)
+                    .bind(&m.mail_from)
+                    .bind(m.rcpt_to.join("\n"))
+                    .bind(&m.client_ip)
+                    .bind(&m.helo)
+                    .bind(&m.raw)
+                    .bind(m.raw.len() as i64)
+                    .bind(m.received_at)
+                    .bind(&m.node);
+            }
+            q.execute(&mut *tx).await?;
+            let posts: Vec<&NewMessage> = chunk
+                .iter()
+                .filter(|m| m.kind == MessageKind::Post)
+                .collect();
+            if !posts.is_empty() {
+                insert_jobs(
+                    &mut tx,
+                    "process",
+                    posts.iter().map(|m| (m.id.as_str(), m.received_at)),
                 )
-                .bind(&m.id)
-                .bind(m.received_at)
-                .execute(&mut *tx)
                 .await?;
             }
         }
@@ -186,87 +195,121 @@ impl Store {
     }
 
     pub async fn message(&self, id: &str) -> Result<StoredMessage> {
-        let r = sqlx::query(
-            "SELECT id, list, kind, mail_from, rcpt_to, client_ip, helo, raw, received_at, state, reason \
-             FROM messages WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(self.pool())
-        .await?
-        .ok_or_else(|| StoreError::Invalid(format!("no message {id}")))?;
-        Ok(StoredMessage {
-            id: r.try_get(0)?,
-            list: r.try_get(1)?,
-            kind: r.try_get(2)?,
-            mail_from: r.try_get(3)?,
-            rcpt_to: r
-                .try_get::<String, _>(4)?
-                .lines()
-                .map(str::to_string)
-                .collect(),
-            client_ip: r.try_get(5)?,
-            helo: r.try_get(6)?,
-            raw: r.try_get(7)?,
-            received_at: r.try_get(8)?,
-            state: r.try_get(9)?,
-            reason: r.try_get(10)?,
-        })
+        self.messages(&[id.to_string()])
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Invalid(format!("no message {id}")))
     }
 
-    /// Record the outcome of processing and drop the job, in one transaction, and only if
-    /// this node still holds the job's lease (else another node took it over and decides).
-    /// An accepted post gets its `deliver` job in the same transaction.
-    pub async fn finish_processing(&self, job: &Job, owner: &str, d: &Decision) -> Result<bool> {
+    /// Several messages in one statement, in id order; ids not found are left out.
+    pub async fn messages(&self, ids: &[String]) -> Result<Vec<StoredMessage>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT id, list, kind, mail_from, rcpt_to, client_ip, helo, raw, received_at, state, reason \
+                 FROM messages WHERE id IN ({}) ORDER BY id",
+                (1..=chunk.len())
+                    .map(|i| format!("${i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for r in q.fetch_all(self.pool()).await? {
+                out.push(StoredMessage {
+                    id: r.try_get(0)?,
+                    list: r.try_get(1)?,
+                    kind: r.try_get(2)?,
+                    mail_from: r.try_get(3)?,
+                    rcpt_to: r
+                        .try_get::<String, _>(4)?
+                        .lines()
+                        .map(str::to_string)
+                        .collect(),
+                    client_ip: r.try_get(5)?,
+                    helo: r.try_get(6)?,
+                    raw: r.try_get(7)?,
+                    received_at: r.try_get(8)?,
+                    state: r.try_get(9)?,
+                    reason: r.try_get(10)?,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Record the outcomes of processing and drop the jobs, all in one transaction of a few
+    /// statements for the whole batch. A job counts only if this node still holds its lease
+    /// (else another node took it over and decides); a message is decided only once (its
+    /// state must still be `stored`). Accepted posts get their `deliver` jobs in the same
+    /// transaction. Returns how many decisions were recorded.
+    pub async fn finish_processing(
+        &self,
+        owner: &str,
+        decided: &[(Job, Decision)],
+    ) -> Result<usize> {
         let mut tx = self.pool().begin().await?;
-        let mine = sqlx::query("DELETE FROM jobs WHERE id = $1 AND lease_owner = $2")
-            .bind(job.id)
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if mine != 1 {
-            return Ok(false);
-        }
         let now = now_ms();
-        // Guarded by state: a message decided already (a retry after a lost commit reply)
-        // is not decided twice, and gets no second delivery job or notice.
-        let decided = sqlx::query(
-            "UPDATE messages SET state = $1, reason = $2, decided_at = $3, prepared = $4, links = $5 \
-             WHERE id = $6 AND state = 'stored'",
-        )
-        .bind(d.state)
-        .bind(&d.reason)
-        .bind(now)
-        .bind(&d.prepared)
-        .bind(if d.links.is_empty() { None } else { Some(d.links.join("\n")) })
-        .bind(&job.message_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if decided && d.state == "accepted" {
-            enqueue_delivery(&mut tx, &job.message_id, now).await?;
-        }
-        if let (true, Some(n)) = (decided, &d.notice) {
-            let (owners, address) = match &n.to {
-                NoticeTarget::Owners => (1i64, None),
-                NoticeTarget::Address(a) => (0, Some(a.as_str())),
-            };
-            sqlx::query(
-                "INSERT INTO notices (list, plugin, to_owners, to_address, subject, body, created_at) \
-                 SELECT list, '', $1, $2, $3, $4, $5 FROM messages WHERE id = $6",
-            )
-            .bind(owners)
-            .bind(address)
-            .bind(&n.subject)
-            .bind(&n.body)
-            .bind(now)
-            .bind(&job.message_id)
-            .execute(&mut *tx)
-            .await?;
+        let mut recorded = 0;
+        for chunk in decided.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "DELETE FROM jobs WHERE lease_owner = $1 AND id IN ({}) RETURNING id",
+                (2..chunk.len() + 2)
+                    .map(|i| format!("${i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql)).bind(owner);
+            for (job, _) in chunk {
+                q = q.bind(job.id);
+            }
+            let mine: HashSet<i64> = q.fetch_all(&mut *tx).await?.into_iter().collect();
+            let ours: Vec<&(Job, Decision)> =
+                chunk.iter().filter(|(j, _)| mine.contains(&j.id)).collect();
+            if ours.is_empty() {
+                continue;
+            }
+            recorded += ours.len();
+            // One UPDATE for the batch: VALUES rows name their columns column1..column5 on
+            // both SQLite and PostgreSQL.
+            let sql = format!(
+                "UPDATE messages SET state = v.column2, reason = v.column3, prepared = v.column4, \
+                 links = v.column5, decided_at = $1 FROM (VALUES {}) AS v \
+                 WHERE messages.id = v.column1 AND messages.state = 'stored' RETURNING messages.id",
+                values_list(ours.len(), 5, 2, "")
+            );
+            let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).bind(now);
+            for (job, d) in &ours {
+                q = q
+                    .bind(&job.message_id)
+                    .bind(d.state)
+                    .bind(&d.reason)
+                    .bind(&d.prepared)
+                    .bind(if d.links.is_empty() {
+                        None
+                    } else {
+                        Some(d.links.join("\n"))
+                    });
+            }
+            let changed: HashSet<String> = q.fetch_all(&mut *tx).await?.into_iter().collect();
+            let accepted: Vec<(&str, i64)> = ours
+                .iter()
+                .filter(|(j, d)| d.state == "accepted" && changed.contains(&j.message_id))
+                .map(|(j, _)| (j.message_id.as_str(), now))
+                .collect();
+            if !accepted.is_empty() {
+                insert_jobs(&mut tx, "deliver", accepted.into_iter()).await?;
+            }
+            for (job, d) in ours.iter().filter(|(j, _)| changed.contains(&j.message_id)) {
+                if let Some(n) = &d.notice {
+                    insert_notice(&mut tx, &job.message_id, n, now).await?;
+                }
+            }
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(recorded)
     }
 
     /// Posts of a list in `state`, oldest first.
@@ -308,7 +351,7 @@ impl Store {
         .await?
         .rows_affected();
         if changed == 1 {
-            enqueue_delivery(&mut tx, id, now).await?;
+            insert_jobs(&mut tx, "deliver", std::iter::once((id, now))).await?;
         }
         tx.commit().await?;
         Ok(changed == 1)
@@ -330,16 +373,20 @@ impl Store {
         .await?
         .rows_affected();
         if changed == 1 {
-            sqlx::query(
-                "INSERT INTO notices (list, plugin, to_owners, to_address, subject, body, created_at) \
-                 SELECT list, '', 0, mail_from, $1, $2, $3 FROM messages WHERE id = $4 AND mail_from <> ''",
-            )
-            .bind(format!("Your post to {list} was rejected"))
-            .bind(format!("A moderator of {list} rejected your post.\n\nReason: {reason}\n"))
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+            let author: String = sqlx::query_scalar("SELECT mail_from FROM messages WHERE id = $1")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+            if !author.is_empty() {
+                let notice = Notice {
+                    to: NoticeTarget::Address(author),
+                    subject: format!("Your post to {list} was rejected"),
+                    body: format!(
+                        "A moderator of {list} rejected your post.\n\nReason: {reason}\n"
+                    ),
+                };
+                insert_notice(&mut tx, id, &notice, now).await?;
+            }
         }
         tx.commit().await?;
         Ok(changed == 1)
@@ -369,17 +416,84 @@ impl Store {
     }
 }
 
-async fn enqueue_delivery(
+/// Statements carry at most this many rows (SQLite allows 32,766 parameters).
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// `($1, $2), ($3, $4)`: `rows` rows of `cols` parameters numbered from `first`, each row
+/// ending with `tail` (a literal) when it is not empty.
+fn values_list(rows: usize, cols: usize, first: usize, tail: &str) -> String {
+    let mut out = String::with_capacity(rows * cols * 5);
+    let mut n = first;
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(&format!("${n}"));
+            n += 1;
+        }
+        if !tail.is_empty() {
+            out.push_str(", ");
+            out.push_str(tail);
+        }
+        out.push(')');
+    }
+    out
+}
+
+/// New jobs of one kind, ready now, in one statement.
+async fn insert_jobs<'a>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    kind: &'static str,
+    rows: impl Iterator<Item = (&'a str, i64)>,
+) -> Result<()> {
+    let rows: Vec<(&str, i64)> = rows.collect();
+    let sql = format!(
+        "INSERT INTO jobs (message_id, run_after, created_at, kind) VALUES {}",
+        values_list(rows.len(), 3, 1, &format!("'{kind}'"))
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (id, at) in rows {
+        q = q.bind(id).bind(at).bind(at);
+    }
+    q.execute(&mut **tx).await?;
+    Ok(())
+}
+
+async fn insert_notice(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     message_id: &str,
+    n: &Notice,
     now: i64,
 ) -> Result<()> {
+    let (owners, address) = match &n.to {
+        NoticeTarget::Owners => (1i64, None),
+        NoticeTarget::Address(a) => (0, Some(a.as_str())),
+    };
     sqlx::query(
-        "INSERT INTO jobs (kind, message_id, run_after, created_at) VALUES ('deliver', $1, $2, $2)",
+        "INSERT INTO notices (list, plugin, to_owners, to_address, subject, body, created_at) \
+         SELECT list, '', $1, $2, $3, $4, $5 FROM messages WHERE id = $6",
     )
-    .bind(message_id)
+    .bind(owners)
+    .bind(address)
+    .bind(&n.subject)
+    .bind(&n.body)
     .bind(now)
+    .bind(message_id)
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn values_lists_number_their_parameters() {
+        assert_eq!(super::values_list(2, 2, 3, ""), "($3, $4), ($5, $6)");
+        assert_eq!(super::values_list(1, 1, 1, "'x'"), "($1, 'x')");
+    }
 }

@@ -1,0 +1,340 @@
+//! SMTP intake benchmark: 5,000 messages of 4 KB over 20 concurrent sessions, sent by
+//! Postfix's smtp-source, to Roost on SQLite and on PostgreSQL, and in the same run to
+//! Postfix's smtp-sink (no storage: the limit of the SMTP dialogue here) and to a private
+//! Postfix instance that queues durably. A second pass with the same shape measures the
+//! latency of each message's final dot to its 250 with a small Rust client.
+//!
+//! Run with `make bench` (it installs the peers and builds the plugins). Prints figures.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    net::TcpStream,
+};
+
+const SESSIONS: usize = 20;
+const MESSAGES: usize = 5_000;
+const SIZE: usize = 4096;
+const RCPT: &str = "announce@lists.example.org";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn peers() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(root().join("target/test-peers.env"))
+        .expect("target/test-peers.env: run `make bench`, which installs the peers");
+    text.lines()
+        .filter_map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+fn peer(name: &str) -> String {
+    peers()
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+        .expect(name)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn wait_listening(addr: &str) {
+    for _ in 0..200 {
+        if TcpStream::connect(addr).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nothing listens on {addr}");
+}
+
+struct Row {
+    name: &'static str,
+    per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    note: String,
+}
+
+/// smtp-source's wall time for the whole load.
+fn throughput(addr: &str) -> f64 {
+    let started = Instant::now();
+    let status = Command::new(peer("SMTP_SOURCE"))
+        .env("LD_LIBRARY_PATH", peer("POSTFIX_LIB"))
+        .args([
+            "-s",
+            &SESSIONS.to_string(),
+            "-m",
+            &MESSAGES.to_string(),
+            "-l",
+            &SIZE.to_string(),
+        ])
+        .args(["-f", "ann@example.org", "-t", RCPT, addr])
+        .status()
+        .expect("smtp-source");
+    assert!(status.success(), "smtp-source failed against {addr}");
+    MESSAGES as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Final-dot-to-250 latency of every message, same load shape.
+async fn latencies(addr: &str) -> Vec<Duration> {
+    let per_session = MESSAGES / SESSIONS;
+    let mut tasks = Vec::new();
+    for s in 0..SESSIONS {
+        let addr = addr.to_string();
+        tasks.push(tokio::spawn(
+            async move { session(&addr, s, per_session).await },
+        ));
+    }
+    let mut all = Vec::with_capacity(MESSAGES);
+    for t in tasks {
+        all.extend(t.await.expect("client task"));
+    }
+    all.sort_unstable();
+    all
+}
+
+async fn reply(r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> u16 {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = r.read_line(&mut line).await.expect("read reply");
+        assert!(n > 0, "server closed the connection");
+        if line.as_bytes().get(3) != Some(&b'-') {
+            return line[..3].parse().unwrap_or(0);
+        }
+    }
+}
+
+async fn session(addr: &str, s: usize, count: usize) -> Vec<Duration> {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    // The dot goes out at once, not after a delayed ACK of the body (Nagle).
+    tcp.set_nodelay(true).expect("nodelay");
+    let (rd, mut wr) = tcp.into_split();
+    let mut rd = BufReader::new(rd);
+    assert_eq!(reply(&mut rd).await, 220);
+    wr.write_all(b"EHLO bench.example.org\r\n").await.unwrap();
+    assert_eq!(reply(&mut rd).await, 250);
+    let filler = "x".repeat(76);
+    let mut out = Vec::with_capacity(count);
+    for i in 0..count {
+        let envelope = format!("MAIL FROM:<ann@example.org>\r\nRCPT TO:<{RCPT}>\r\nDATA\r\n");
+        wr.write_all(envelope.as_bytes()).await.unwrap();
+        assert_eq!(reply(&mut rd).await, 250);
+        assert_eq!(reply(&mut rd).await, 250);
+        assert_eq!(reply(&mut rd).await, 354);
+        let mut body =
+            format!("From: ann@example.org\r\nTo: {RCPT}\r\nSubject: bench {s}-{i}\r\n\r\n");
+        while body.len() < SIZE {
+            body.push_str(&filler);
+            body.push_str("\r\n");
+        }
+        wr.write_all(body.as_bytes()).await.unwrap();
+        let t = Instant::now();
+        wr.write_all(b".\r\n").await.unwrap();
+        let code = reply(&mut rd).await;
+        out.push(t.elapsed());
+        assert_eq!(code, 250, "message refused");
+    }
+    let _ = wr.write_all(b"QUIT\r\n").await;
+    out
+}
+
+async fn measure(name: &'static str, addr: &str, note: String) -> Row {
+    let per_sec = throughput(addr);
+    let lat = latencies(addr).await;
+    let pick =
+        |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)].as_secs_f64() * 1e3;
+    Row {
+        name,
+        per_sec,
+        p50_ms: pick(0.50),
+        p99_ms: pick(0.99),
+        note,
+    }
+}
+
+struct Roost {
+    child: Child,
+    dir: tempfile::TempDir,
+    addr: String,
+}
+
+fn start_roost(db_url: &str) -> Roost {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let config = format!(
+        "[node]\nname = \"bench\"\nhostname = \"lists.example.org\"\n[database]\nurl = \"{db_url}\"\n\
+         [plugins]\ndir = \"{}\"\ncache_dir = \"{}\"\n[smtp]\nlisten = [\"{addr}\"]\nmax_sessions = 1000\n",
+        root().join("target/plugins").display(),
+        root().join("target/plugin-cache-bench").display()
+    );
+    std::fs::write(dir.path().join("roost.toml"), config).unwrap();
+    std::fs::create_dir(dir.path().join("lists")).unwrap();
+    std::fs::write(
+        dir.path().join("lists/announce.toml"),
+        format!("address = \"{RCPT}\"\n[[plugin]]\nuse = \"subject-tag\"\n"),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_roost"))
+        .args(["serve", "--config"])
+        .arg(dir.path().join("roost.toml"))
+        .env("ROOST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start roost");
+    Roost { child, dir, addr }
+}
+
+async fn count_stored(url: &str) -> i64 {
+    let store = roost::store::Store::connect(url).await.expect("db");
+    let n = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
+        .fetch_one(store.pool())
+        .await
+        .expect("count");
+    store.close().await;
+    n
+}
+
+async fn roost_row(name: &'static str, db_url: &str, direct_url: impl Fn(&Path) -> String) -> Row {
+    let mut node = start_roost(db_url);
+    wait_listening(&node.addr).await;
+    let row = measure(name, &node.addr, String::new()).await;
+    let stored = count_stored(&direct_url(node.dir.path())).await;
+    let _ = node.child.kill();
+    let _ = node.child.wait();
+    assert_eq!(
+        stored,
+        2 * MESSAGES as i64,
+        "every acknowledged message is in the database"
+    );
+    Row {
+        note: format!("{stored} stored, fsync'd before 250"),
+        ..row
+    }
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio");
+    rt.block_on(run());
+}
+
+async fn run() {
+    let mut rows = Vec::new();
+
+    let sink_addr = format!("127.0.0.1:{}", free_port());
+    let mut sink = Command::new(peer("SMTP_SINK"))
+        .env("LD_LIBRARY_PATH", peer("POSTFIX_LIB"))
+        .args(["-u", "nobody", &sink_addr, "256"])
+        .spawn()
+        .expect("smtp-sink");
+    wait_listening(&sink_addr).await;
+    rows.push(
+        measure(
+            "Postfix smtp-sink (no storage)",
+            &sink_addr,
+            "SMTP dialogue only".into(),
+        )
+        .await,
+    );
+    let _ = sink.kill();
+    let _ = sink.wait();
+
+    let pf_dir = tempfile::tempdir().unwrap();
+    let pf_port = free_port();
+    let script = root().join("scripts/bench-postfix.sh");
+    let ok = Command::new(&script)
+        .args(["start", &pf_port.to_string()])
+        .arg(pf_dir.path())
+        .status()
+        .expect("bench-postfix.sh");
+    assert!(ok.success(), "cannot start the Postfix instance");
+    rows.push(
+        measure(
+            "Postfix, durable queue",
+            &format!("127.0.0.1:{pf_port}"),
+            "queue fsync'd, then discarded".into(),
+        )
+        .await,
+    );
+    let _ = Command::new(&script)
+        .arg("stop")
+        .arg(pf_dir.path())
+        .status();
+
+    rows.push(
+        roost_row("Roost, SQLite", "sqlite://roost.db", |d| {
+            format!("sqlite://{}", d.join("roost.db").display())
+        })
+        .await,
+    );
+
+    let admin = std::env::var("ROOST_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let name = format!("roost_t_bench_{}", std::process::id());
+    let store = roost::store::Store::connect(&admin)
+        .await
+        .expect("postgres");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(store.pool())
+        .await
+        .expect("create db");
+    let pg_url = format!(
+        "{}/{name}",
+        admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b)
+    );
+    rows.push(roost_row("Roost, PostgreSQL", &pg_url, |_| pg_url.clone()).await);
+    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE {name} WITH (FORCE)"
+    )))
+    .execute(store.pool())
+    .await;
+
+    println!();
+    println!(
+        "SMTP intake: {MESSAGES} messages of {SIZE} B over {SESSIONS} sessions (smtp-source);"
+    );
+    println!("latency = final dot to 250, same load from a Rust client.");
+    println!();
+    println!(
+        "{:<34} {:>9} {:>9} {:>9}  {}",
+        "target", "msg/s", "p50 ms", "p99 ms", "note"
+    );
+    for r in &rows {
+        println!(
+            "{:<34} {:>9.0} {:>9.2} {:>9.2}  {}",
+            r.name, r.per_sec, r.p50_ms, r.p99_ms, r.note
+        );
+    }
+    let rate = |n: &str| rows.iter().find(|r| r.name == n).map_or(0.0, |r| r.per_sec);
+    let (sink, postfix) = (
+        rate("Postfix smtp-sink (no storage)"),
+        rate("Postfix, durable queue"),
+    );
+    println!();
+    for name in ["Roost, SQLite", "Roost, PostgreSQL"] {
+        println!(
+            "{name}: {:.2}x Postfix (durable), {:.0}% of smtp-sink",
+            rate(name) / postfix,
+            100.0 * rate(name) / sink
+        );
+    }
+}
