@@ -34,3 +34,4 @@ CREATE TABLE jobs (
     created_at  BIGINT  NOT NULL
 );
 CREATE INDEX jobs_ready ON jobs (kind, run_after, lease_until);
+CREATE INDEX jobs_by_message ON jobs (message_id, kind);

@@ -6,18 +6,21 @@ use anyhow::Context;
 use tokio::{
     net::TcpListener,
     signal::unix::{SignalKind, signal},
-    sync::watch,
+    sync::{Mutex, mpsc, watch},
 };
 
 use super::{load_config, open_store, runtime_for};
 use crate::{
     pipeline::{Chains, Processor},
-    smtp::{self, Directory, Intake},
+    smtp::{self, Directory, Intake, LocalWork},
     store::{Backend, Spool},
 };
 
 /// Processing workers per node (each claims its own batches).
 const PROCESSORS: usize = 2;
+/// Posts waiting in memory for this node's processors; beyond it, posts wait in the
+/// database for a claim instead.
+const LOCAL_QUEUE: usize = 10_000;
 
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -54,6 +57,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         Backend::Postgres => 4,
     };
     let spool = Spool::start(store.clone(), writers);
+    let (queue, local) = mpsc::channel(LOCAL_QUEUE);
     let intake = Arc::new(Intake::new(
         config.node.smtp.clone(),
         Directory::new(&config.lists),
@@ -61,6 +65,10 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         node.clone(),
         config.node.hostname.clone(),
         tls,
+        Some(LocalWork {
+            queue,
+            lease: config.node.lease,
+        }),
     ));
     let (stop, stopped) = watch::channel(false);
     let mut tasks = Vec::new();
@@ -78,13 +86,10 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             .collect(),
         node: node.clone(),
         lease: config.node.lease,
+        local: Mutex::new(local),
     });
     for _ in 0..PROCESSORS {
-        tasks.push(tokio::spawn(
-            processor
-                .clone()
-                .run(intake.stored.clone(), stopped.clone()),
-        ));
+        tasks.push(tokio::spawn(processor.clone().run(stopped.clone())));
     }
 
     let listen: Vec<String> = config

@@ -2,7 +2,7 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Mutex, mpsc, watch};
 
 use super::{Chains, process};
 use crate::{
@@ -12,9 +12,11 @@ use crate::{
 };
 
 /// Jobs claimed at once by one worker.
-const BATCH: u32 = 16;
+const BATCH: u32 = 64;
 /// How long an idle worker sleeps when nobody wakes it (work from other nodes, retries).
 const POLL: Duration = Duration::from_millis(500);
+/// How long a woken worker waits for more posts before it claims.
+const GATHER: Duration = Duration::from_millis(20);
 
 pub struct Processor {
     pub store: Store,
@@ -23,15 +25,24 @@ pub struct Processor {
     pub lists: HashMap<String, ListConfig>,
     pub node: String,
     pub lease: Duration,
+    /// Posts this node stored, handed over by intake (see `smtp::LocalWork`).
+    pub local: Mutex<mpsc::Receiver<StoredMessage>>,
 }
 
 impl Processor {
-    /// Work until `shutdown` turns true; `wake` is notified when intake stores a post.
-    pub async fn run(self: Arc<Self>, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+    /// Work until `shutdown` turns true: posts this node stored (handed over in memory,
+    /// their jobs already leased to it) first, then jobs claimed from the database (other
+    /// nodes' lapsed leases, retries).
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(30_000);
         loop {
             if *shutdown.borrow() {
                 return;
+            }
+            let local = self.take_local(false).await;
+            if !local.is_empty() {
+                self.process_loaded(local).await;
+                continue;
             }
             match self
                 .store
@@ -46,11 +57,53 @@ impl Processor {
                 Err(e) => tracing::warn!(error = %e, "cannot claim processing jobs"),
             }
             tokio::select! {
-                _ = wake.notified() => {}
+                local = self.take_local(true) => self.process_loaded(local).await,
                 _ = tokio::time::sleep(POLL) => {}
                 _ = shutdown.changed() => return,
             }
         }
+    }
+
+    /// Posts handed over by intake: with `wait`, wait for one, then give a few more
+    /// [`GATHER`] to arrive so they are processed (and committed) as one batch — under load
+    /// one transaction for many posts rather than one fsync each.
+    async fn take_local(&self, wait: bool) -> Vec<(Job, StoredMessage)> {
+        let mut queue = self.local.lock().await;
+        let mut out = Vec::new();
+        if wait {
+            match queue.recv().await {
+                Some(m) => out.push(m),
+                None => return std::future::pending().await,
+            }
+            tokio::time::sleep(GATHER).await;
+        }
+        while out.len() < BATCH as usize {
+            match queue.try_recv() {
+                Ok(m) => out.push(m),
+                Err(_) => break,
+            }
+        }
+        out.into_iter()
+            .map(|m| {
+                (
+                    Job {
+                        message_id: m.id.clone(),
+                        attempts: 0,
+                    },
+                    m,
+                )
+            })
+            .collect()
+    }
+
+    async fn process_loaded(&self, batch: Vec<(Job, StoredMessage)>) {
+        let mut decided = Vec::with_capacity(batch.len());
+        for (job, m) in batch {
+            if let Some(d) = self.process(&job, &m).await {
+                decided.push((job, d));
+            }
+        }
+        self.record(decided).await;
     }
 
     /// Load a claimed batch in one query, run each post through its chain, and record
@@ -66,17 +119,14 @@ impl Processor {
                 return;
             }
         };
-        let mut decided = Vec::with_capacity(jobs.len());
+        let mut loaded = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let Some(m) = messages.remove(&job.message_id) else {
-                self.retry(&job, "message not found").await;
-                continue;
-            };
-            if let Some(d) = self.process(&job, &m).await {
-                decided.push((job, d));
+            match messages.remove(&job.message_id) {
+                Some(m) => loaded.push((job, m)),
+                None => self.retry(&job, "message not found").await,
             }
         }
-        self.record(decided).await;
+        self.process_loaded(loaded).await;
     }
 
     /// Run one post through its list's chain; `None` when it must be tried again later.

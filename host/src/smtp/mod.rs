@@ -24,17 +24,26 @@ pub use tls::{TlsError, acceptor};
 use tokio::{
     io::AsyncWriteExt,
     net::{TcpListener, TcpStream},
-    sync::{Notify, Semaphore, watch},
+    sync::{Semaphore, mpsc, watch},
 };
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
-use crate::{config::SmtpConfig, store::Spool};
+use crate::{
+    config::SmtpConfig,
+    store::{Spool, StoredMessage},
+};
 
 /// How long a client has to finish the TLS handshake after STARTTLS.
 const TLS_HANDSHAKE: Duration = Duration::from_secs(30);
 
 /// Everything a session needs, shared by all sessions of the node.
+/// The hand-over of freshly stored posts to this node's processors.
+pub struct LocalWork {
+    pub queue: mpsc::Sender<StoredMessage>,
+    pub lease: Duration,
+}
+
 pub struct Intake {
     pub config: SmtpConfig,
     pub directory: Directory,
@@ -42,8 +51,10 @@ pub struct Intake {
     pub node: String,
     pub hostname: String,
     pub tls: Option<TlsAcceptor>,
-    /// Woken after each stored message so processing starts at once.
-    pub stored: Arc<Notify>,
+    /// Posts stored by this node go straight to its processors (their jobs leased to this
+    /// node in the same commit), saving the claim and the read-back. If the node dies the
+    /// lease lapses and any node processes them.
+    pub local: Option<LocalWork>,
     sessions: Arc<Semaphore>,
     next_session: AtomicU64,
 }
@@ -56,6 +67,7 @@ impl Intake {
         node: String,
         hostname: String,
         tls: Option<TlsAcceptor>,
+        local: Option<LocalWork>,
     ) -> Self {
         Intake {
             sessions: Arc::new(Semaphore::new(config.max_sessions as usize)),
@@ -65,13 +77,9 @@ impl Intake {
             node,
             hostname,
             tls,
-            stored: Arc::new(Notify::new()),
+            local,
             next_session: AtomicU64::new(1),
         }
-    }
-
-    fn accepted(&self) {
-        self.stored.notify_one();
     }
 
     /// Accept sessions on `listener` until `shutdown` turns true.

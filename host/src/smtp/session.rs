@@ -16,7 +16,7 @@ use super::{
 };
 use crate::{
     message,
-    store::{NewMessage, now_ms},
+    store::{MessageKind, NewMessage, now_ms},
 };
 
 /// Longest command line we read (RFC 5321 says 512; extensions make real ones longer).
@@ -277,11 +277,33 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             Data::LineTooLong => self.send(reply::LINE_TOO_LONG),
             Data::Complete(bytes) => {
                 let started = Instant::now();
-                let messages = self.messages(&tx, &bytes);
+                let mut messages = self.messages(&tx, &bytes);
                 let ids: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
+                let posts = messages
+                    .iter()
+                    .filter(|m| m.kind == MessageKind::Post)
+                    .count();
+                // Room in the local queue is reserved before the commit, so a leased job is
+                // always handed over (a lease nobody works on would idle until it lapses).
+                let handover = self.intake.local.as_ref().and_then(|local| {
+                    let permits = local.queue.try_reserve_many(posts).ok()?;
+                    let until = now_ms() + i64::try_from(local.lease.as_millis()).unwrap_or(30_000);
+                    Some((permits, until))
+                });
+                let mut local_posts = Vec::new();
+                if let Some((_, until)) = &handover {
+                    for m in messages.iter_mut().filter(|m| m.kind == MessageKind::Post) {
+                        m.lease = Some((self.intake.node.clone(), *until));
+                        local_posts.push(m.stored());
+                    }
+                }
                 match self.intake.spool.commit(messages).await {
                     Ok(()) => {
-                        self.intake.accepted();
+                        if let Some((permits, _)) = handover {
+                            for (permit, post) in permits.zip(local_posts) {
+                                permit.send(post);
+                            }
+                        }
                         tracing::debug!(ids = ?ids, bytes = bytes.len(), commit_us = started.elapsed().as_micros() as u64, "stored");
                         let text = format!("OK: queued as {}", ids.join(" "));
                         reply::write_line(&mut self.out, 250, "2.0.0", &text);
@@ -336,6 +358,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                     raw,
                     received_at: now,
                     node: self.intake.node.clone(),
+                    lease: None,
                 }
             })
             .collect()

@@ -42,6 +42,28 @@ pub struct NewMessage {
     pub raw: Vec<u8>,
     pub received_at: i64,
     pub node: String,
+    /// Lease the `process` job to this node from the start (it processes the post from
+    /// memory); `None` leaves it for whichever node claims it.
+    pub lease: Option<(String, i64)>,
+}
+
+impl NewMessage {
+    /// The message as processing reads it, without a trip to the database.
+    pub fn stored(&self) -> StoredMessage {
+        StoredMessage {
+            id: self.id.clone(),
+            list: self.list.clone(),
+            kind: self.kind.as_str().to_string(),
+            mail_from: self.mail_from.clone(),
+            rcpt_to: self.rcpt_to.clone(),
+            client_ip: self.client_ip.clone(),
+            helo: self.helo.clone(),
+            raw: self.raw.clone(),
+            received_at: self.received_at,
+            state: "stored".to_string(),
+            reason: None,
+        }
+    }
 }
 
 /// A stored message, as processing reads it.
@@ -60,10 +82,9 @@ pub struct StoredMessage {
     pub reason: Option<String>,
 }
 
-/// A claimed job.
+/// A claimed `process` job (one per message).
 #[derive(Debug, Clone)]
 pub struct Job {
-    pub id: i64,
     pub message_id: String,
     pub attempts: i64,
 }
@@ -116,12 +137,7 @@ impl Store {
                 .filter(|m| m.kind == MessageKind::Post)
                 .collect();
             if !posts.is_empty() {
-                insert_jobs(
-                    &mut tx,
-                    "process",
-                    posts.iter().map(|m| (m.id.as_str(), m.received_at)),
-                )
-                .await?;
+                insert_process_jobs(&mut tx, &posts).await?;
             }
         }
         tx.commit().await?;
@@ -144,14 +160,14 @@ impl Store {
                 "UPDATE jobs SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
                  WHERE id IN (SELECT id FROM jobs WHERE kind = $3 AND run_after <= $4 AND lease_until < $4 \
                  ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED) \
-                 RETURNING id, message_id, attempts"
+                 RETURNING message_id, attempts"
             }
             // SQLite has one writer at a time; the statement is atomic as it stands.
             Backend::Sqlite => {
                 "UPDATE jobs SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
                  WHERE id IN (SELECT id FROM jobs WHERE kind = $3 AND run_after <= $4 AND lease_until < $4 \
                  ORDER BY id LIMIT $5) \
-                 RETURNING id, message_id, attempts"
+                 RETURNING message_id, attempts"
             }
         };
         let rows = sqlx::query(sql)
@@ -165,9 +181,8 @@ impl Store {
         rows.iter()
             .map(|r| {
                 Ok(Job {
-                    id: r.try_get(0)?,
-                    message_id: r.try_get(1)?,
-                    attempts: r.try_get(2)?,
+                    message_id: r.try_get(0)?,
+                    attempts: r.try_get(1)?,
                 })
             })
             .collect()
@@ -183,11 +198,11 @@ impl Store {
     ) -> Result<()> {
         sqlx::query(
             "UPDATE jobs SET lease_owner = NULL, lease_until = 0, run_after = $1, last_error = $2 \
-             WHERE id = $3 AND lease_owner = $4",
+             WHERE message_id = $3 AND kind = 'process' AND lease_owner = $4",
         )
         .bind(now_ms() + delay_ms)
         .bind(error)
-        .bind(job.id)
+        .bind(&job.message_id)
         .bind(owner)
         .execute(self.pool())
         .await?;
@@ -255,19 +270,22 @@ impl Store {
         let mut recorded = 0;
         for chunk in decided.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
-                "DELETE FROM jobs WHERE lease_owner = $1 AND id IN ({}) RETURNING id",
+                "DELETE FROM jobs WHERE lease_owner = $1 AND kind = 'process' AND message_id IN ({}) \
+                 RETURNING message_id",
                 (2..chunk.len() + 2)
                     .map(|i| format!("${i}"))
                     .collect::<Vec<_>>()
                     .join(", ")
             );
-            let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql)).bind(owner);
+            let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).bind(owner);
             for (job, _) in chunk {
-                q = q.bind(job.id);
+                q = q.bind(&job.message_id);
             }
-            let mine: HashSet<i64> = q.fetch_all(&mut *tx).await?.into_iter().collect();
-            let ours: Vec<&(Job, Decision)> =
-                chunk.iter().filter(|(j, _)| mine.contains(&j.id)).collect();
+            let mine: HashSet<String> = q.fetch_all(&mut *tx).await?.into_iter().collect();
+            let ours: Vec<&(Job, Decision)> = chunk
+                .iter()
+                .filter(|(j, _)| mine.contains(&j.message_id))
+                .collect();
             if ours.is_empty() {
                 continue;
             }
@@ -443,6 +461,32 @@ fn values_list(rows: usize, cols: usize, first: usize, tail: &str) -> String {
         out.push(')');
     }
     out
+}
+
+/// The `process` jobs of new posts, leased to the intake node where it asked for that.
+async fn insert_process_jobs(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    posts: &[&NewMessage],
+) -> Result<()> {
+    let sql = format!(
+        "INSERT INTO jobs (message_id, run_after, created_at, lease_owner, lease_until, kind) VALUES {}",
+        values_list(posts.len(), 5, 1, "'process'")
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for m in posts {
+        let (owner, until) = match &m.lease {
+            Some((owner, until)) => (Some(owner.as_str()), *until),
+            None => (None, 0),
+        };
+        q = q
+            .bind(&m.id)
+            .bind(m.received_at)
+            .bind(m.received_at)
+            .bind(owner)
+            .bind(until);
+    }
+    q.execute(&mut **tx).await?;
+    Ok(())
 }
 
 /// New jobs of one kind, ready now, in one statement.
