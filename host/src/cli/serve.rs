@@ -8,6 +8,7 @@ use tokio::{
     signal::unix::{SignalKind, signal},
     sync::{Mutex, mpsc, watch},
 };
+use tracing::Instrument;
 
 use super::{load_config, open_store, runtime_for};
 use crate::{
@@ -23,11 +24,14 @@ const PROCESSORS: usize = 2;
 const LOCAL_QUEUE: usize = 10_000;
 
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
-    let started = Instant::now();
     let config = load_config(config_path)?;
+    let span = tracing::info_span!("node", name = %config.node.name);
+    serve(config).instrument(span).await
+}
+
+async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
+    let started = Instant::now();
     let node = config.node.name.clone();
-    let span = tracing::info_span!("node", name = %node);
-    let _enter = span.enter();
 
     let store = open_store(&config).await?;
     let runtime = Arc::new(runtime_for(&config)?);

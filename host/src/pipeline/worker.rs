@@ -3,6 +3,7 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use tokio::sync::{Mutex, mpsc, watch};
+use tracing::Instrument;
 
 use super::{Chains, process};
 use crate::{
@@ -131,11 +132,14 @@ impl Processor {
 
     /// Run one post through its list's chain; `None` when it must be tried again later.
     async fn process(&self, job: &Job, m: &StoredMessage) -> Option<Decision> {
-        let span = tracing::info_span!("process", message = %m.id);
-        let _enter = span.enter();
+        let span = tracing::info_span!("process", message = %m.id, list = %m.list);
+        self.decide(job, m).instrument(span).await
+    }
+
+    async fn decide(&self, job: &Job, m: &StoredMessage) -> Option<Decision> {
         let Some(list) = self.lists.get(&m.list) else {
             // A node with an older config; a node that knows the list will take the job.
-            tracing::warn!(list = %m.list, "post for a list this node does not know");
+            tracing::warn!("post for a list this node does not know");
             self.retry(job, "unknown list").await;
             return None;
         };
@@ -148,7 +152,11 @@ impl Processor {
         let (verdict, edits) =
             process::run_chain(&self.runtime, chain, &post, list.on_plugin_error).await;
         let decision = process::decide(list, m, verdict, &edits);
-        tracing::info!(list = %m.list, state = decision.state, reason = decision.reason.as_deref().unwrap_or(""), "post processed");
+        tracing::info!(
+            state = decision.state,
+            reason = decision.reason.as_deref().unwrap_or(""),
+            "post processed"
+        );
         Some(decision)
     }
 
