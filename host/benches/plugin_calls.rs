@@ -3,10 +3,7 @@
 //!
 //! Run with `make bench` (builds the plugins first). Prints figures; asserts nothing.
 
-use std::{
-    path::PathBuf,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use roost::{
     config::PluginLimits,
@@ -16,43 +13,13 @@ use roost::{
 const WARMUP: usize = 300;
 const RUNS: usize = 5_000;
 
-fn component(name: &str) -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    for dir in ["target/plugins", "target/test-plugins"] {
-        let p = root.join(dir).join(format!("{name}.wasm"));
-        if p.is_file() {
-            return p;
-        }
-    }
-    eprintln!("{name}.wasm not built: run `make bench` (it builds the plugins first)");
-    std::process::exit(2);
-}
+// The tests' helpers: components from `make plugins`, and a post of a given body size.
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::component;
 
 fn message(body_len: usize) -> wit::Message {
-    let line = "The quick brown fox jumps over the lazy dog, again and again.\r\n";
-    let header = |n: &str, v: &str| wit::Header {
-        name: n.into(),
-        value: v.into(),
-    };
-    wit::Message {
-        id: "bench".into(),
-        list_address: "announce@lists.example.org".into(),
-        envelope: wit::Envelope {
-            mail_from: "ann@example.org".into(),
-            rcpt_to: vec!["announce@lists.example.org".into()],
-            client_ip: "127.0.0.1".into(),
-            helo: "client.example.org".into(),
-        },
-        headers: vec![
-            header("From", "Ann Author <ann@example.org>"),
-            header("To", "announce@lists.example.org"),
-            header("Subject", "Benchmark post"),
-            header("Message-ID", "<bench@example.org>"),
-        ],
-        body: line.bytes().cycle().take(body_len).collect(),
-        size: body_len as u64,
-        received_at: 0,
-    }
+    common::message("Benchmark post", body_len)
 }
 
 struct Figures {

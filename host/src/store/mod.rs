@@ -80,8 +80,13 @@ impl Store {
                 } else {
                     format!("{url}?mode=rwc")
                 };
+                // One connection: SQLite has one writer at a time anyway, and writers that
+                // meet on separate connections wait in SQLite's busy handler, which sleeps
+                // in steps of milliseconds. Queued on one connection they never sleep.
+                // Readers lose nothing that matters here; other processes (the CLI)
+                // still meet the node through `busy_timeout`.
                 options
-                    .max_connections(8)
+                    .max_connections(1)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             conn.execute(
