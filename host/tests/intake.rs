@@ -116,11 +116,13 @@ on_both!(
             state(&store, &id).await == "accepted"
         })
         .await;
-        let prepared: Vec<u8> = sqlx::query_scalar("SELECT prepared FROM messages WHERE id = $1")
+        let edits: Option<String> = sqlx::query_scalar("SELECT edits FROM messages WHERE id = $1")
             .bind(&id)
             .fetch_one(store.pool())
             .await
             .unwrap();
+        let (prepared, _) =
+            roost::pipeline::edits::prepare(&m.raw, edits.as_deref()).expect("stored edits decode");
         assert_eq!(
             roost::message::header(&prepared, "subject").as_deref(),
             Some("[announce] Hello list")

@@ -17,8 +17,7 @@ CREATE TABLE messages (
     state        TEXT    NOT NULL,           -- stored | accepted | held | approved | rejected | discarded
     reason       TEXT,                       -- why held / rejected / discarded
     decided_at   BIGINT,
-    prepared     BYTEA,                       -- the post after the plugins' edits, for delivery
-    links        TEXT                        -- tracked links declared by plugins, one per line
+    edits        TEXT                        -- the plugins' edits (JSON), applied once per post at delivery
 );
 CREATE INDEX messages_by_list_state ON messages (list, state, id);
 

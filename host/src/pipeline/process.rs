@@ -89,41 +89,30 @@ pub fn decide(
     verdict: Verdict,
     edits: &[wit::Edit],
 ) -> Decision {
-    let edited = || edits::apply(&m.raw, edits);
     match verdict {
-        Verdict::Accept => {
-            let (prepared, links) = edited();
-            Decision {
-                state: "accepted",
-                reason: None,
-                prepared: Some(prepared),
-                links,
-                notice: None,
-            }
-        }
-        Verdict::Hold(reason) => {
-            // Kept edited, so an approval sends what the plugins made of it.
-            let (prepared, links) = edited();
-            Decision {
-                state: "held",
-                reason: Some(reason),
-                prepared: Some(prepared),
-                links,
-                notice: None,
-            }
-        }
+        Verdict::Accept => Decision {
+            state: "accepted",
+            reason: None,
+            edits: edits::encode(edits),
+            notice: None,
+        },
+        // Kept with its edits, so an approval sends what the plugins made of it.
+        Verdict::Hold(reason) => Decision {
+            state: "held",
+            reason: Some(reason),
+            edits: edits::encode(edits),
+            notice: None,
+        },
         Verdict::Reject(reason) => Decision {
             state: "rejected",
             notice: rejection_notice(list, m, &reason),
             reason: Some(reason),
-            prepared: None,
-            links: Vec::new(),
+            edits: None,
         },
         Verdict::Discard(reason) => Decision {
             state: "discarded",
             reason: Some(reason),
-            prepared: None,
-            links: Vec::new(),
+            edits: None,
             notice: None,
         },
     }

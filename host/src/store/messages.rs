@@ -96,8 +96,9 @@ pub struct Decision {
     pub state: &'static str,
     pub reason: Option<String>,
     /// The post after edits (for accepted posts).
-    pub prepared: Option<Vec<u8>>,
-    pub links: Vec<String>,
+    /// The plugins' edits, encoded (`pipeline::edits::encode`); applied to the raw post
+    /// once when delivery prepares it, so the post is not stored twice.
+    pub edits: Option<String>,
     /// A notice to queue with the decision (a rejection to the sender, a failure to the
     /// owners).
     pub notice: Option<Notice>,
@@ -290,13 +291,13 @@ impl Store {
                 continue;
             }
             recorded += ours.len();
-            // One UPDATE for the batch: VALUES rows name their columns column1..column5 on
+            // One UPDATE for the batch: VALUES rows name their columns column1..column4 on
             // both SQLite and PostgreSQL.
             let sql = format!(
-                "UPDATE messages SET state = v.column2, reason = v.column3, prepared = v.column4, \
-                 links = v.column5, decided_at = $1 FROM (VALUES {}) AS v \
+                "UPDATE messages SET state = v.column2, reason = v.column3, edits = v.column4, \
+                 decided_at = $1 FROM (VALUES {}) AS v \
                  WHERE messages.id = v.column1 AND messages.state = 'stored' RETURNING messages.id",
-                values_list(ours.len(), 5, 2, "")
+                values_list(ours.len(), 4, 2, "")
             );
             let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).bind(now);
             for (job, d) in &ours {
@@ -304,12 +305,7 @@ impl Store {
                     .bind(&job.message_id)
                     .bind(d.state)
                     .bind(&d.reason)
-                    .bind(&d.prepared)
-                    .bind(if d.links.is_empty() {
-                        None
-                    } else {
-                        Some(d.links.join("\n"))
-                    });
+                    .bind(&d.edits);
             }
             let changed: HashSet<String> = q.fetch_all(&mut *tx).await?.into_iter().collect();
             let accepted: Vec<(&str, i64)> = ours
@@ -359,7 +355,7 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         let now = now_ms();
         let changed = sqlx::query(
-            "UPDATE messages SET state = 'approved', decided_at = $1, prepared = COALESCE(prepared, raw) \
+            "UPDATE messages SET state = 'approved', decided_at = $1 \
              WHERE id = $2 AND list = $3 AND state = 'held'",
         )
         .bind(now)
