@@ -13,11 +13,11 @@ use crate::{
 };
 
 /// Jobs claimed at once by one worker.
-const BATCH: u32 = 64;
+const BATCH: u32 = 256;
 /// How long an idle worker sleeps when nobody wakes it (work from other nodes, retries).
 const POLL: Duration = Duration::from_millis(500);
 /// How long a woken worker waits for more posts before it claims.
-const GATHER: Duration = Duration::from_millis(20);
+const GATHER: Duration = Duration::from_millis(50);
 
 pub struct Processor {
     pub store: Store,
