@@ -237,15 +237,8 @@ async fn roost_row(name: &'static str, db_url: &str, direct_url: impl Fn(&Path) 
     }
 }
 
-fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio");
-    rt.block_on(run());
-}
-
-async fn run() {
+#[tokio::main]
+async fn main() {
     let mut rows = Vec::new();
 
     let sink_addr = format!("127.0.0.1:{}", free_port());

@@ -56,15 +56,8 @@ fn us(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1e6)
 }
 
-fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio");
-    rt.block_on(run());
-}
-
-async fn run() {
+#[tokio::main]
+async fn main() {
     let cache = tempfile::tempdir().expect("temp dir");
     let options = RuntimeOptions {
         instances: 64,
