@@ -6,10 +6,10 @@
 //! `wasm32-unknown-unknown`; `make plugins` turns the result into a component.
 //!
 //! ```ignore
-//! use roost_plugin_sdk::{Message, Plugin, PostResult, HookResult, Edit};
+//! use roost_plugin_sdk::{Deserialize, Edit, HookResult, Message, Plugin, PostResult};
 //!
-//! #[derive(serde::Deserialize)]
-//! #[serde(deny_unknown_fields)]
+//! #[derive(Deserialize)]
+//! #[serde(crate = "roost_plugin_sdk::serde", deny_unknown_fields)]
 //! struct Config { tag: String }
 //!
 //! struct Tagger;
@@ -47,6 +47,10 @@ pub use bindings::roost::list::types::{
     Member, Message, PostResult, Recipient, Rejection, Schedule, ScheduledTask, Timestamp, Verdict,
 };
 pub use helpers::{NoConfig, config, parse_config};
+
+/// serde, re-exported so a plugin crate needs no dependency but this SDK. Derive with
+/// `#[derive(roost_plugin_sdk::Deserialize)]` and `#[serde(crate = "roost_plugin_sdk::serde")]`.
+pub use serde::{self, Deserialize};
 
 /// The host's capabilities, each scoped to the list and plugin of the running hook.
 pub mod host {

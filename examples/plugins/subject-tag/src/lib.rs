@@ -6,11 +6,11 @@
 //! tag = "[announce]"   # default: "[list-name]", from the list's address
 //! ```
 
-use roost_plugin_sdk::{Edit, HookResult, Message, Plugin, PostResult};
-use serde::Deserialize;
+use roost_plugin_sdk::{Deserialize, Edit, HookResult, Message, Plugin, PostResult};
 
+// The SDK re-exports serde, so this crate depends on nothing else.
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[serde(crate = "roost_plugin_sdk::serde", deny_unknown_fields)]
 struct Config {
     /// The tag to put before the subject.
     tag: Option<String>,
