@@ -2,18 +2,8 @@
 
 use std::path::Path;
 
-use super::{UsageError, load_config, open_store};
+use super::{list_address, load_config, open_store};
 use crate::message;
-
-fn list_address(config: &crate::config::Config, list: &str) -> anyhow::Result<String> {
-    config.list(list).map(|l| l.address.clone()).ok_or_else(|| {
-        UsageError(format!(
-            "no list `{list}` in {}",
-            config.node.lists_dir.display()
-        ))
-        .into()
-    })
-}
 
 /// One held post per line: id, received, sender, subject, reason.
 pub async fn list(config_path: &Path, list: &str) -> anyhow::Result<()> {

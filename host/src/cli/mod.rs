@@ -3,6 +3,7 @@
 
 mod held;
 mod lists;
+mod members;
 mod plugin;
 mod serve;
 
@@ -46,6 +47,29 @@ pub enum Command {
     /// The hold queue: posts waiting for a moderator.
     #[command(subcommand)]
     Held(HeldCommand),
+    /// A list's members.
+    #[command(subcommand)]
+    Members(MembersCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MembersCommand {
+    /// Add members (delivery enabled).
+    Add {
+        list: String,
+        #[arg(required = true)]
+        addresses: Vec<String>,
+    },
+    /// Remove members.
+    Remove {
+        list: String,
+        #[arg(required = true)]
+        addresses: Vec<String>,
+    },
+    /// One member per line: address, name, status, moderated, bounce score (tab-separated).
+    List { list: String },
+    /// Import a CSV file of `address[,name]` rows (bad rows are reported and skipped).
+    Import { list: String, file: PathBuf },
 }
 
 #[derive(Subcommand, Debug)]
@@ -87,6 +111,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => lists::migrate(&cli.config).await,
         Command::Lists => lists::show(&cli.config).await,
         Command::Plugin(PluginCommand::Check { file }) => plugin::check(&file).await,
+        Command::Members(MembersCommand::Add { list, addresses }) => {
+            members::add(&cli.config, &list, &addresses).await
+        }
+        Command::Members(MembersCommand::Remove { list, addresses }) => {
+            members::remove(&cli.config, &list, &addresses).await
+        }
+        Command::Members(MembersCommand::List { list }) => members::list(&cli.config, &list).await,
+        Command::Members(MembersCommand::Import { list, file }) => {
+            members::import(&cli.config, &list, &file).await
+        }
         Command::Held(HeldCommand::List { list }) => held::list(&cli.config, &list).await,
         Command::Held(HeldCommand::Approve { list, id }) => {
             held::approve(&cli.config, &list, &id).await
@@ -103,6 +137,17 @@ pub fn exit_code(e: &anyhow::Error) -> i32 {
         c.is::<ConfigError>() || c.is::<UsageError>() || c.downcast_ref::<SetupError>().is_some()
     });
     if usage { 2 } else { 1 }
+}
+
+/// The address of a list named by its name or address, or a usage error.
+fn list_address(config: &crate::config::Config, list: &str) -> anyhow::Result<String> {
+    config.list(list).map(|l| l.address.clone()).ok_or_else(|| {
+        UsageError(format!(
+            "no list `{list}` in {}",
+            config.node.lists_dir.display()
+        ))
+        .into()
+    })
 }
 
 /// Load the config or fail with exit code 2.

@@ -68,6 +68,33 @@ fn member(row: &AnyRow) -> Result<Member> {
     })
 }
 
+/// Whether `address` is a mail address a list can deliver to: `local@domain.tld`, no spaces
+/// or brackets, within the lengths of RFC 5321. The reason when it is not.
+pub fn check_address(address: &str) -> std::result::Result<(), String> {
+    let bad = |why: &str| Err(format!("`{address}` is not a mail address: {why}"));
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return bad("no @");
+    };
+    if local.is_empty() || local.len() > 64 || local.contains('@') {
+        return bad("bad local part");
+    }
+    if address.len() > 254
+        || address
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "<>()[],;:\\\"".contains(c))
+    {
+        return bad("spaces, brackets or quotes");
+    }
+    let labels_ok = domain.contains('.')
+        && domain.split('.').all(|l| {
+            !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+        });
+    if !labels_ok {
+        return bad("bad domain");
+    }
+    Ok(())
+}
+
 fn key(address: &str) -> String {
     address.trim().to_lowercase()
 }
@@ -103,6 +130,47 @@ impl Store {
         .await?
         .rows_affected();
         Ok(n == 1)
+    }
+
+    /// Add many members in one transaction (all or nothing: a failure part-way leaves the
+    /// list as it was, and running the import again is safe). Returns how many were new;
+    /// `progress` is told the rows done after each statement.
+    pub async fn add_members_bulk(
+        &self,
+        list: &str,
+        rows: &[(String, Option<String>)],
+        mut progress: impl FnMut(usize),
+    ) -> Result<u64> {
+        const ROWS: usize = 1000;
+        let now = now_ms();
+        let mut tx = self.pool().begin().await?;
+        let mut added = 0;
+        let mut done = 0;
+        for chunk in rows.chunks(ROWS) {
+            let mut sql = String::from(
+                "INSERT INTO members (list, address, address_key, name, joined_at) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                let n = i * 3 + 3;
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("($1, ${n}, ${}, ${}, $2)", n + 1, n + 2));
+            }
+            sql.push_str(" ON CONFLICT (list, address_key) DO NOTHING");
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(list).bind(now);
+            for (address, name) in chunk {
+                q = q
+                    .bind(address.trim())
+                    .bind(key(address))
+                    .bind(name.as_deref());
+            }
+            added += q.execute(&mut *tx).await?.rows_affected();
+            done += chunk.len();
+            progress(done);
+        }
+        tx.commit().await?;
+        Ok(added)
     }
 
     pub async fn remove_member(&self, list: &str, address: &str) -> Result<bool> {
@@ -198,5 +266,31 @@ impl Store {
             .await?
             .rows_affected();
         Ok(n == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn addresses() {
+        for ok in [
+            "a@example.org",
+            "first.last+tag@sub.example.co.uk",
+            "x@b\u{e9}b\u{e9}.fr",
+        ] {
+            assert!(super::check_address(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "a",
+            "a@b",
+            "@example.org",
+            "a b@example.org",
+            "a@example..org",
+            "<a@example.org>",
+            "a@@example.org",
+        ] {
+            assert!(super::check_address(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -22,7 +22,7 @@ use sqlx::{
 
 pub use events::{EventCounts, EventQuery, NewEvent};
 pub use kv::{KvEntry, KvScope};
-pub use members::{DeliveryStatus, Member};
+pub use members::{DeliveryStatus, Member, check_address};
 pub use messages::{Decision, Job, MessageKind, NewMessage, StoredMessage};
 pub use notices::{Notice, NoticeTarget};
 pub use spool::Spool;
