@@ -2,6 +2,7 @@
 //! plugins. See ARCHITECTURE.md for the map of modules and how a post flows through them.
 
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod message;
 pub mod pipeline;

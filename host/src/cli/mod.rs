@@ -4,6 +4,7 @@
 mod held;
 mod lists;
 mod members;
+mod nodes;
 mod plugin;
 mod serve;
 
@@ -11,7 +12,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::{config::ConfigError, pipeline::SetupError};
+use crate::{cluster::ClusterError, config::ConfigError, pipeline::SetupError};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -41,6 +42,8 @@ pub enum Command {
     Migrate,
     /// Show the lists and their plugin chains.
     Lists,
+    /// Show the nodes of the cluster: state, last heartbeat, version, host.
+    Nodes,
     /// Work with plugin components.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -110,6 +113,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve::run(&cli.config).await,
         Command::Migrate => lists::migrate(&cli.config).await,
         Command::Lists => lists::show(&cli.config).await,
+        Command::Nodes => nodes::show(&cli.config).await,
         Command::Plugin(PluginCommand::Check { file }) => plugin::check(&file).await,
         Command::Members(MembersCommand::Add { list, addresses }) => {
             members::add(&cli.config, &list, &addresses).await
@@ -134,7 +138,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 /// 2 for usage and config errors, 1 for failures at run time.
 pub fn exit_code(e: &anyhow::Error) -> i32 {
     let usage = e.chain().any(|c| {
-        c.is::<ConfigError>() || c.is::<UsageError>() || c.downcast_ref::<SetupError>().is_some()
+        c.is::<ConfigError>()
+            || c.is::<UsageError>()
+            || c.is::<SetupError>()
+            || matches!(
+                c.downcast_ref::<ClusterError>(),
+                Some(ClusterError::NameInUse { .. })
+            )
     });
     if usage { 2 } else { 1 }
 }

@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use super::{load_config, open_store, runtime_for};
 use crate::{
+    cluster::Membership,
     pipeline::{Chains, Processor},
     smtp::{self, Directory, Intake, LocalWork},
     store::{Backend, Spool},
@@ -50,6 +51,14 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
         listeners.push(l);
     }
 
+    // Hold the node name first: only then is it safe to take back this name's leases.
+    let membership = Membership::join(
+        store.clone(),
+        &node,
+        &config.node.machine,
+        config.node.lease,
+    )
+    .await?;
     // Work this node had leased when it last stopped is free again at once.
     let released = store.release_leases_of(&node).await?;
     if released > 0 {
@@ -76,6 +85,9 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
     ));
     let (stop, stopped) = watch::channel(false);
     let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(
+        membership.run(config.node.heartbeat, stopped.clone()),
+    ));
     for l in listeners {
         tasks.push(tokio::spawn(intake.clone().serve(l, stopped.clone())));
     }

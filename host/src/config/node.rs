@@ -39,6 +39,7 @@ pub(super) struct NodeFile {
 #[serde(deny_unknown_fields)]
 struct ClusterSection {
     lease: Option<Span>,
+    heartbeat: Option<Span>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -115,6 +116,8 @@ pub struct NodeConfig {
     pub file: PathBuf,
     pub name: String,
     pub hostname: String,
+    /// The machine's own host name (not the configured EHLO name): where the node runs.
+    pub machine: String,
     pub database_url: String,
     pub plugin_dir: PathBuf,
     pub plugin_cache_dir: PathBuf,
@@ -128,8 +131,11 @@ pub struct NodeConfig {
     /// Node-level plugins (server-wide routes and schedules).
     pub plugins: Vec<PluginUse>,
     pub smtp: SmtpConfig,
-    /// How long claimed work stays with a node that stopped renewing it.
+    /// How long claimed work stays with a node that stopped renewing it (also how long a
+    /// silent node keeps its name).
     pub lease: Duration,
+    /// How often the node proves it is alive.
+    pub heartbeat: Duration,
 }
 
 pub(super) fn load_node(file: &Path) -> Result<NodeConfig, ConfigError> {
@@ -138,6 +144,7 @@ pub(super) fn load_node(file: &Path) -> Result<NodeConfig, ConfigError> {
     let rel = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
 
     let host = system_hostname();
+    let machine = host.clone();
     let name = env_or("ROOST_NODE_NAME", raw.node.name).unwrap_or_else(|| host.clone());
     if name.is_empty()
         || name.len() > 64
@@ -212,10 +219,22 @@ pub(super) fn load_node(file: &Path) -> Result<NodeConfig, ConfigError> {
             "cluster.lease must be at least 1s",
         ));
     }
+    let heartbeat = raw
+        .cluster
+        .heartbeat
+        .map_or(Duration::from_secs(5).min(lease / 2), |s| s.0);
+    if heartbeat.is_zero() || heartbeat * 2 > lease {
+        return Err(ConfigError::invalid(
+            file,
+            "cluster.heartbeat must be more than 0 and at most half of cluster.lease",
+        ));
+    }
 
     Ok(NodeConfig {
+        machine,
         smtp,
         lease,
+        heartbeat,
         file: file.to_path_buf(),
         name,
         hostname,
