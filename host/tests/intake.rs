@@ -30,6 +30,9 @@ fn hostile_list(address: &str, policy: &str) -> String {
     )
 }
 
+/// A SQLite file in the node's own directory (resolved against its config file).
+const NODE_SQLITE: &str = "sqlite://roost.db";
+
 async fn node(db_url: &str, smtp_extra: &str, lists: Vec<(&str, String)>) -> (Node, Store) {
     let mut node = Node::new(NodeSpec {
         db_url,
@@ -37,10 +40,9 @@ async fn node(db_url: &str, smtp_extra: &str, lists: Vec<(&str, String)>) -> (No
         lists,
     });
     node.start();
-    let url = if db_url.starts_with("sqlite://") {
-        format!("sqlite://{}", node.dir.path().join("roost.db").display())
-    } else {
-        db_url.to_string()
+    let url = match db_url {
+        NODE_SQLITE => format!("sqlite://{}", node.dir.path().join("roost.db").display()),
+        other => other.to_string(),
     };
     let store = Store::connect(&url)
         .await
@@ -73,23 +75,7 @@ async fn state(store: &Store, id: &str) -> String {
     store.message(id).await.map(|m| m.state).unwrap_or_default()
 }
 
-macro_rules! on_both {
-    ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                ($body)("sqlite://roost.db".to_string()).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                ($body)(common::postgres_empty().await).await;
-            }
-        }
-    };
-}
-
-on_both!(
+with_database_urls!(
     a_post_is_stored_then_processed_by_the_chain,
     |url: String| async move {
         let (node, store) = node(&url, "", vec![("announce.toml", list_file(LIST, ""))]).await;
@@ -136,7 +122,7 @@ on_both!(
 async fn the_smtp_dialogue_follows_rfc_5321() {
     let extra = "max_recipients = 3\nmax_message_size = \"2000\"\nmax_errors = 50\n";
     let (node, _store) = node(
-        "sqlite://roost.db",
+        NODE_SQLITE,
         extra,
         vec![("announce.toml", list_file(LIST, ""))],
     )
@@ -268,7 +254,7 @@ fn connect(smtp: &str) -> TcpStream {
 async fn session_limits_have_their_replies() {
     let extra = "max_errors = 3\nmax_sessions = 2\nidle_timeout = \"1s\"\n";
     let (node, _store) = node(
-        "sqlite://roost.db",
+        NODE_SQLITE,
         extra,
         vec![("announce.toml", list_file(LIST, ""))],
     )
@@ -319,7 +305,7 @@ async fn garbage_vanishing_peers_and_failed_tls_harm_no_other_session() {
     let (cert, key) = test_certificate(dir.path());
     let extra = format!("tls = {{ cert = \"{cert}\", key = \"{key}\" }}\n");
     let (node, store) = node(
-        "sqlite://roost.db",
+        NODE_SQLITE,
         &extra,
         vec![("announce.toml", list_file(LIST, ""))],
     )
@@ -394,7 +380,7 @@ async fn swaks_posts_over_starttls_with_pipelining() {
     let (cert, key) = test_certificate(dir.path());
     let extra = format!("tls = {{ cert = \"{cert}\", key = \"{key}\" }}\n");
     let (node, store) = node(
-        "sqlite://roost.db",
+        NODE_SQLITE,
         &extra,
         vec![("announce.toml", list_file(LIST, ""))],
     )
@@ -441,7 +427,7 @@ async fn swaks_posts_over_starttls_with_pipelining() {
     assert!(raw.contains("Subject: over TLS"), "{raw}");
 }
 
-on_both!(
+with_database_urls!(
     smtp_source_load_is_stored_in_full,
     |url: String| async move {
         let (node, store) = node(&url, "", vec![("announce.toml", list_file(LIST, ""))]).await;
@@ -480,7 +466,7 @@ on_both!(
     }
 );
 
-on_both!(
+with_database_urls!(
     sigkill_loses_no_acknowledged_message,
     |url: String| async move {
         let (mut node, store) = node(&url, "", vec![("announce.toml", list_file(LIST, ""))]).await;
@@ -543,7 +529,7 @@ except Exception:
     }
 );
 
-on_both!(verdicts_and_failure_policies, |url: String| async move {
+with_database_urls!(verdicts_and_failure_policies, |url: String| async move {
     let lists = vec![
         ("hold.toml", hostile_list("hold@lists.example.org", "hold")),
         (

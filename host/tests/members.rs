@@ -17,31 +17,10 @@ fn node(db_url: &str) -> Node {
 }
 
 async fn store_of(node: &Node) -> Store {
-    let url = if node.db_url.starts_with("sqlite://") {
-        format!("sqlite://{}", node.dir.path().join("roost.db").display())
-    } else {
-        node.db_url.clone()
-    };
-    Store::connect(&url).await.unwrap()
+    Store::connect(&node.db_url).await.unwrap()
 }
 
-macro_rules! on_both {
-    ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                ($body)("sqlite://roost.db".to_string()).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                ($body)(common::postgres_empty().await).await;
-            }
-        }
-    };
-}
-
-on_both!(add_remove_and_list, |url: String| async move {
+with_database_urls!(add_remove_and_list, |url: String| async move {
     let node = node(&url);
     let (code, out, err) = node.roost(&[
         "members",
@@ -74,7 +53,7 @@ on_both!(add_remove_and_list, |url: String| async move {
     assert_eq!(code, 2, "{err}");
 });
 
-on_both!(
+with_database_urls!(
     a_100k_row_import_skips_bad_rows_by_line,
     |url: String| async move {
         let node = node(&url);

@@ -17,25 +17,7 @@ fn node(db_url: &str) -> Node {
     })
 }
 
-macro_rules! on_both {
-    ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let dir = tempfile::tempdir().unwrap();
-                let url = format!("sqlite://{}", dir.path().join("shared.db").display());
-                ($body)(url).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                ($body)(common::postgres_empty().await).await;
-            }
-        }
-    };
-}
-
-on_both!(
+with_database_urls!(
     a_node_name_is_held_by_one_running_node,
     |url: String| async move {
         let mut first = node(&url);

@@ -114,6 +114,27 @@ macro_rules! on_both_backends {
     };
 }
 
+/// Run the same async test body, given a database URL, against a SQLite file and a fresh
+/// PostgreSQL database (for tests that start real nodes).
+#[macro_export]
+macro_rules! with_database_urls {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}", dir.path().join("roost.db").display());
+                ($body)(url).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                ($body)(common::postgres_empty().await).await;
+            }
+        }
+    };
+}
+
 pub fn runtime() -> Runtime {
     Runtime::new(RuntimeOptions {
         instances: 32,
