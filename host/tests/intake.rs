@@ -667,3 +667,44 @@ async fn concurrent_approvals_send_a_held_post_once() {
         "one delivery job"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_releases_leased_work_at_once() {
+    let url = common::postgres_empty().await;
+    let list = hostile_list("hold@lists.example.org", "hold");
+    let (mut node, store) = node(&url, "", vec![("hold.toml", list)]).await;
+    // Each post makes the plugin spin to its 100 ms deadline, so posts queue up in memory.
+    let program = r#"
+import smtplib, sys
+host, port = sys.argv[1].split(":")
+s = smtplib.SMTP(host, int(port), timeout=30)
+s.ehlo("client.example.org")
+for i in range(40):
+    s.sendmail("ann@example.org", ["hold@lists.example.org"], b"Subject: loop\r\n\r\nspin\r\n")
+s.quit()
+"#;
+    python(program, &[&node.smtp]);
+    assert!(node.stop().success());
+
+    let leased: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE lease_owner IS NOT NULL")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(leased, 0, "a stopped node holds no leases");
+    let waiting: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE kind = 'process'")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert!(waiting > 0, "the stop came before all posts were processed");
+
+    // Whoever runs next finishes them.
+    node.start();
+    eventually("every post is decided", Duration::from_secs(30), || async {
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE state = 'stored'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        left == 0
+    })
+    .await;
+}

@@ -150,6 +150,15 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
     for t in tasks {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), t).await;
     }
+    // Nothing of this node works any more: what it still had leased (posts handed over but
+    // not yet processed) is free for other nodes now rather than when the lease runs out.
+    match store.release_leases_of(&node).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(jobs = n, "released leased work"),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot release leased work; it frees when the lease runs out")
+        }
+    }
     store.close().await;
     Ok(())
 }
