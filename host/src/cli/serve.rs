@@ -147,6 +147,7 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
     }
     tracing::info!("stopping");
     let _ = stop.send(true);
+    intake.drain(std::time::Duration::from_secs(10)).await;
     for t in tasks {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), t).await;
     }

@@ -42,7 +42,7 @@ impl Processor {
             }
             let local = self.take_local(false).await;
             if !local.is_empty() {
-                self.process_loaded(local).await;
+                self.process_loaded(local, &shutdown).await;
                 continue;
             }
             match self
@@ -51,14 +51,14 @@ impl Processor {
                 .await
             {
                 Ok(jobs) if !jobs.is_empty() => {
-                    self.process_batch(jobs).await;
+                    self.process_batch(jobs, &shutdown).await;
                     continue;
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot claim processing jobs"),
             }
             tokio::select! {
-                local = self.take_local(true) => self.process_loaded(local).await,
+                local = self.take_local(true) => self.process_loaded(local, &shutdown).await,
                 _ = tokio::time::sleep(POLL) => {}
                 _ = shutdown.changed() => return,
             }
@@ -97,9 +97,18 @@ impl Processor {
             .collect()
     }
 
-    async fn process_loaded(&self, batch: Vec<(Job, StoredMessage)>) {
+    /// Process a batch and record it; on a stop, the posts not yet begun are left to the
+    /// caller's lease release (see `cli::serve`) instead of keeping the node up.
+    async fn process_loaded(
+        &self,
+        batch: Vec<(Job, StoredMessage)>,
+        shutdown: &watch::Receiver<bool>,
+    ) {
         let mut decided = Vec::with_capacity(batch.len());
         for (job, m) in batch {
+            if *shutdown.borrow() {
+                break;
+            }
             if let Some(d) = self.process(&job, &m).await {
                 decided.push((job, d));
             }
@@ -109,7 +118,7 @@ impl Processor {
 
     /// Load a claimed batch in one query, run each post through its chain, and record
     /// all decisions in one transaction.
-    async fn process_batch(&self, jobs: Vec<Job>) {
+    async fn process_batch(&self, jobs: Vec<Job>, shutdown: &watch::Receiver<bool>) {
         let ids: Vec<String> = jobs.iter().map(|j| j.message_id.clone()).collect();
         let mut messages: HashMap<String, StoredMessage> = match self.store.messages(&ids).await {
             Ok(found) => found.into_iter().map(|m| (m.id.clone(), m)).collect(),
@@ -127,7 +136,7 @@ impl Processor {
                 None => self.retry(&job, "message not found").await,
             }
         }
-        self.process_loaded(loaded).await;
+        self.process_loaded(loaded, shutdown).await;
     }
 
     /// Run one post through its list's chain; `None` when it must be tried again later.

@@ -120,18 +120,13 @@ impl Intake {
         }
     }
 
-    async fn session(&self, tcp: TcpStream, peer: SocketAddr, mut shutdown: watch::Receiver<bool>) {
+    /// One session. A stop is noticed only while the session waits for the client, so a
+    /// command in progress (a commit before its 250) always finishes.
+    async fn session(&self, tcp: TcpStream, peer: SocketAddr, shutdown: watch::Receiver<bool>) {
         tracing::debug!("connected");
-        let mut s = Session::new(tcp, self, peer, false);
+        let mut s = Session::new(tcp, self, peer, false, shutdown.clone());
         s.greet().await;
-        let end = tokio::select! {
-            end = s.run() => end,
-            _ = shutdown.changed() => {
-                s.send_shutdown().await;
-                return;
-            }
-        };
-        if !matches!(end, End::StartTls) {
+        if !matches!(s.run().await, End::StartTls) {
             return;
         }
         let _ = s.flush().await;
@@ -148,10 +143,18 @@ impl Intake {
                 return;
             }
         };
-        let mut s = Session::new(tls, self, peer, true);
-        tokio::select! {
-            _ = s.run() => {}
-            _ = shutdown.changed() => s.send_shutdown().await,
+        let mut s = Session::new(tls, self, peer, true, shutdown);
+        s.run().await;
+    }
+
+    /// Wait (up to `limit`) for open sessions to end after a stop was signalled.
+    pub async fn drain(&self, limit: Duration) {
+        let all = self.config.max_sessions;
+        if tokio::time::timeout(limit, self.sessions.acquire_many(all))
+            .await
+            .is_err()
+        {
+            tracing::warn!("sessions still open at shutdown; closing them");
         }
     }
 }

@@ -7,7 +7,10 @@
 use std::{collections::HashMap, net::SocketAddr, time::Instant};
 
 use smtp_proto::{Error as ProtoError, Request};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    sync::watch,
+};
 
 use super::{
     Intake,
@@ -35,6 +38,8 @@ enum Stop {
     Eof,
     Idle,
     Io,
+    /// The node is stopping.
+    Shutdown,
 }
 
 enum Line {
@@ -61,11 +66,19 @@ pub(super) struct Session<'a, S> {
     esmtp: bool,
     tx: Option<Transaction>,
     errors: u32,
+    shutdown: watch::Receiver<bool>,
 }
 
 impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
-    pub fn new(io: S, intake: &'a Intake, peer: SocketAddr, tls: bool) -> Self {
+    pub fn new(
+        io: S,
+        intake: &'a Intake,
+        peer: SocketAddr,
+        tls: bool,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         Session {
+            shutdown,
             io,
             intake,
             peer,
@@ -98,6 +111,10 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                 Err(Stop::Idle) => {
                     self.send(reply::IDLE);
                     let _ = self.flush().await;
+                    return End::Closed;
+                }
+                Err(Stop::Shutdown) => {
+                    self.send_shutdown().await;
                     return End::Closed;
                 }
                 Err(Stop::Eof | Stop::Io) => return End::Closed,
@@ -266,6 +283,10 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             Ok(body) => body,
             Err(Stop::Idle) => {
                 self.send(reply::IDLE);
+                return Some(End::Closed);
+            }
+            Err(Stop::Shutdown) => {
+                reply::SHUTTING_DOWN.write(&mut self.out);
                 return Some(End::Closed);
             }
             // The peer went away mid-DATA: nothing was acknowledged, nothing is kept.
@@ -466,12 +487,18 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             self.start = 0;
         }
         self.inbuf.reserve(8192);
+        if *self.shutdown.borrow() {
+            return Err(Stop::Shutdown);
+        }
         let idle = self.intake.config.idle_timeout;
-        match tokio::time::timeout(idle, self.io.read_buf(&mut self.inbuf)).await {
-            Err(_) => Err(Stop::Idle),
-            Ok(Ok(0)) => Err(Stop::Eof),
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(_)) => Err(Stop::Io),
+        tokio::select! {
+            read = tokio::time::timeout(idle, self.io.read_buf(&mut self.inbuf)) => match read {
+                Err(_) => Err(Stop::Idle),
+                Ok(Ok(0)) => Err(Stop::Eof),
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(_)) => Err(Stop::Io),
+            },
+            _ = self.shutdown.changed() => Err(Stop::Shutdown),
         }
     }
 
