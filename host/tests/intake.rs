@@ -679,7 +679,7 @@ import smtplib, sys
 host, port = sys.argv[1].split(":")
 s = smtplib.SMTP(host, int(port), timeout=30)
 s.ehlo("client.example.org")
-for i in range(40):
+for i in range(60):
     s.sendmail("ann@example.org", ["hold@lists.example.org"], b"Subject: loop\r\n\r\nspin\r\n")
 s.quit()
 "#;
@@ -707,4 +707,38 @@ s.quit()
         left == 0
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_smuggling_past_a_bare_lf_dot_and_no_control_characters() {
+    let (node, store) = node(
+        NODE_SQLITE,
+        "",
+        vec![("announce.toml", list_file(LIST, ""))],
+    )
+    .await;
+    let mut s = connect(&node.smtp);
+    s.write_all(b"EHLO a\0b.example.org\r\n").unwrap();
+    s.write_all(b"EHLO client.example.org\r\nMAIL FROM:<ann@example.org>\r\nRCPT TO:<announce@lists.example.org>\r\nDATA\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    // "\n.\r\n" and ".\n" must not end the data: what follows is body, not new commands.
+    s.write_all(
+        b"Subject: smuggle\r\n\r\nfirst\n.\r\nMAIL FROM:<ceo@bank.example>\r\n.\nRCPT TO:<announce@lists.example.org>\r\n.\r\nQUIT\r\n",
+    )
+    .unwrap();
+    let said = read_all(&mut s, Duration::from_secs(5));
+    assert!(said.starts_with("501 5.5.2 Control characters"), "{said}");
+    assert_eq!(said.matches("queued as").count(), 1, "{said}");
+    assert_eq!(
+        said.matches("Sender OK").count(),
+        1,
+        "the smuggled MAIL was not run: {said}"
+    );
+    let raw: Vec<u8> = sqlx::query_scalar("SELECT raw FROM messages")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    let raw = String::from_utf8_lossy(&raw);
+    assert!(raw.ends_with("first\r\n\r\nMAIL FROM:<ceo@bank.example>\r\n\r\nRCPT TO:<announce@lists.example.org>\r\n"), "{raw:?}");
 }

@@ -84,10 +84,13 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
         }),
     ));
     let (stop, stopped) = watch::channel(false);
+    let stop = std::sync::Arc::new(stop);
     let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(
-        membership.run(config.node.heartbeat, stopped.clone()),
-    ));
+    tasks.push(tokio::spawn(membership.run(
+        config.node.heartbeat,
+        stop.clone(),
+        stopped.clone(),
+    )));
     for l in listeners {
         tasks.push(tokio::spawn(intake.clone().serve(l, stopped.clone())));
     }
@@ -141,15 +144,26 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
     }
 
     let mut term = signal(SignalKind::terminate())?;
+    let mut lost = stopped.clone();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {},
         _ = term.recv() => {},
+        // The node lost its name to another process (see `cluster::Membership::run`).
+        _ = lost.changed() => {},
     }
     tracing::info!("stopping");
     let _ = stop.send(true);
     intake.drain(std::time::Duration::from_secs(10)).await;
-    for t in tasks {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), t).await;
+    for mut t in tasks {
+        if tokio::time::timeout(std::time::Duration::from_secs(10), &mut t)
+            .await
+            .is_err()
+        {
+            // Stopped for good before its leases are released, so nothing records work
+            // that another node may already be doing.
+            t.abort();
+            let _ = t.await;
+        }
     }
     // Nothing of this node works any more: what it still had leased (posts handed over but
     // not yet processed) is free for other nodes now rather than when the lease runs out.

@@ -71,14 +71,26 @@ impl Membership {
         }
     }
 
-    /// Heartbeat every `every` until `shutdown`; then mark the node stopped.
-    pub async fn run(self, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    /// Heartbeat every `every` until `shutdown`; then mark the node stopped. A node that
+    /// finds its name taken (its heartbeats were missed long enough for another process to
+    /// take over) stops itself through `stop`: two processes must never work under one
+    /// name, since leases are held by name.
+    pub async fn run(
+        self,
+        every: Duration,
+        stop: std::sync::Arc<watch::Sender<bool>>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let mut tick = tokio::time::interval(every);
         loop {
             tokio::select! {
                 _ = tick.tick() => match self.store.heartbeat(&self.name, &self.instance).await {
                     Ok(true) => {}
-                    Ok(false) => tracing::error!(node = %self.name, "another process took this node's name (its heartbeats were missed)"),
+                    Ok(false) => {
+                        tracing::error!(node = %self.name, "another process holds this node's name now; stopping");
+                        let _ = stop.send(true);
+                        return;
+                    }
                     Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
                 },
                 _ = shutdown.changed() => break,

@@ -116,7 +116,8 @@ pub struct NodeConfig {
     pub file: PathBuf,
     pub name: String,
     pub hostname: String,
-    /// The machine's own host name (not the configured EHLO name): where the node runs.
+    /// Where the node runs: the machine's own host name (not the configured EHLO name) and
+    /// its PID namespace.
     pub machine: String,
     pub database_url: String,
     pub plugin_dir: PathBuf,
@@ -144,7 +145,12 @@ pub(super) fn load_node(file: &Path) -> Result<NodeConfig, ConfigError> {
     let rel = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
 
     let host = system_hostname();
-    let machine = host.clone();
+    // Containers on one host share its name but not its processes: the PID namespace tells
+    // them apart, so a live node in another container is never taken for a dead one.
+    let machine = match std::fs::read_link("/proc/self/ns/pid") {
+        Ok(ns) => format!("{host} {}", ns.display()),
+        Err(_) => host.clone(),
+    };
     let name = env_or("ROOST_NODE_NAME", raw.node.name).unwrap_or_else(|| host.clone());
     if name.is_empty()
         || name.len() > 64

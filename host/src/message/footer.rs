@@ -11,6 +11,15 @@ const FOOTER_PART_HEAD: &[u8] =
 /// The message with `text` appended as a footer. `html` is used for an unencoded single-part
 /// HTML body (inserted before `</body>`).
 pub fn append_footer(raw: &[u8], text: &str, html: Option<&str>) -> Vec<u8> {
+    // A message without the blank line after its header would get the footer in the header.
+    let mut owned;
+    let raw = if super::blank_line(raw).is_none() {
+        owned = raw.to_vec();
+        super::ensure_blank_line(&mut owned);
+        &owned[..]
+    } else {
+        raw
+    };
     let content_type = header(raw, "content-type").unwrap_or_else(|| "text/plain".into());
     let mime = content_type
         .split(';')
@@ -74,15 +83,11 @@ fn wrap_in_mixed(raw: &[u8], content_type: &str, encoding: &str, text: &[u8]) ->
         }
         n += 1;
     };
-    let mut head = raw[..body_start(raw)].to_vec();
-    // Keep the header block's own blank line out while fields are removed and added.
-    let had_blank = head.ends_with(b"\n");
+    // The header without its blank line (the caller made sure there is one).
+    let blank = super::blank_line(raw).map_or(raw.len(), |(blank, _)| blank);
+    let mut head = raw[..blank].to_vec();
     for name in ["content-type", "content-transfer-encoding", "mime-version"] {
         remove_fields(&mut head, name);
-    }
-    if had_blank {
-        let cut = if head.ends_with(b"\r\n") { 2 } else { 1 };
-        head.truncate(head.len() - cut);
     }
     let mut out = head;
     out.extend(field_line("MIME-Version", "1.0"));
@@ -171,6 +176,16 @@ mod tests {
             .filter_map(|i| m.body_text(i).map(|t| t.trim().to_string()))
             .collect();
         assert!(parts.contains(&"Footer".to_string()), "{parts:?}");
+    }
+
+    #[test]
+    fn a_message_without_a_blank_line_keeps_its_header() {
+        let out = append_footer(b"Subject: hi\r\nMessage-ID: <x@y>", "Footer", None);
+        assert_eq!(out, b"Subject: hi\r\nMessage-ID: <x@y>\r\n\r\nFooter\r\n");
+        let out = append_footer(b"Content-Type: text/html\r\nSubject: hi", "Footer", None);
+        let m = parse(&out);
+        assert_eq!(m.subject(), Some("hi"));
+        assert!(String::from_utf8_lossy(&out).contains("Subject: hi\r\nMIME-Version: 1.0\r\n"));
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub fn body_start(raw: &[u8]) -> usize {
 }
 
 /// The blank line that ends the header: (where it starts, where the body starts).
-fn blank_line(raw: &[u8]) -> Option<(usize, usize)> {
+pub(crate) fn blank_line(raw: &[u8]) -> Option<(usize, usize)> {
     let mut line = 0;
     loop {
         let rest = &raw[line..];

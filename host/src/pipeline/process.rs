@@ -82,6 +82,14 @@ pub async fn run_chain(
     (Verdict::Accept, edits)
 }
 
+/// Text from a plugin or a post made fit for a text column and a log line: control
+/// characters (NUL above all: PostgreSQL refuses it) become spaces.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 /// The stored decision for a verdict.
 pub fn decide(
     list: &ListConfig,
@@ -89,6 +97,12 @@ pub fn decide(
     verdict: Verdict,
     edits: &[wit::Edit],
 ) -> Decision {
+    let verdict = match verdict {
+        Verdict::Accept => Verdict::Accept,
+        Verdict::Hold(r) => Verdict::Hold(one_line(&r)),
+        Verdict::Reject(r) => Verdict::Reject(one_line(&r)),
+        Verdict::Discard(r) => Verdict::Discard(one_line(&r)),
+    };
     match verdict {
         Verdict::Accept => Decision {
             state: "accepted",
@@ -128,7 +142,7 @@ fn rejection_notice(list: &ListConfig, m: &StoredMessage, reason: &str) -> Optio
     if sender.is_empty() || is_list_address {
         return None;
     }
-    let subject = message::header(&m.raw, "subject").unwrap_or_default();
+    let subject = one_line(&message::header(&m.raw, "subject").unwrap_or_default());
     Some(Notice {
         to: NoticeTarget::Address(sender.to_string()),
         subject: format!("Your post to {} was not accepted", list.address),

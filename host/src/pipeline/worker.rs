@@ -16,6 +16,9 @@ use crate::{
 const BATCH: u32 = 256;
 /// How long an idle worker sleeps when nobody wakes it (work from other nodes, retries).
 const POLL: Duration = Duration::from_millis(500);
+/// Posts processed between lease renewals and recorded together: short enough that a
+/// chunk finishes well within a lease even with slow plugins.
+const CHUNK: usize = 32;
 /// How long a woken worker waits for more posts before it claims.
 const GATHER: Duration = Duration::from_millis(50);
 
@@ -40,7 +43,7 @@ impl Processor {
             if *shutdown.borrow() {
                 return;
             }
-            let local = self.take_local(false).await;
+            let local = self.take_local(Vec::new()).await;
             if !local.is_empty() {
                 self.process_loaded(local, &shutdown).await;
                 continue;
@@ -57,27 +60,27 @@ impl Processor {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot claim processing jobs"),
             }
-            tokio::select! {
-                local = self.take_local(true) => self.process_loaded(local, &shutdown).await,
-                _ = tokio::time::sleep(POLL) => {}
+            // Only the receive races the poll timer (a receive is cancel-safe); the gathering
+            // happens after, so a post taken from the queue is never dropped.
+            let first = tokio::select! {
+                m = async { self.local.lock().await.recv().await } => m,
+                _ = tokio::time::sleep(POLL) => None,
                 _ = shutdown.changed() => return,
+            };
+            if let Some(m) = first {
+                // Give a few more posts [`GATHER`] to arrive so they are processed (and
+                // committed) together: one transaction for many rather than an fsync each.
+                tokio::time::sleep(GATHER).await;
+                let batch = self.take_local(vec![m]).await;
+                self.process_loaded(batch, &shutdown).await;
             }
         }
     }
 
-    /// Posts handed over by intake: with `wait`, wait for one, then give a few more
-    /// [`GATHER`] to arrive so they are processed (and committed) as one batch — under load
-    /// one transaction for many posts rather than one fsync each.
-    async fn take_local(&self, wait: bool) -> Vec<(Job, StoredMessage)> {
+    /// `first` and whatever else waits in the local queue, up to [`BATCH`].
+    async fn take_local(&self, first: Vec<StoredMessage>) -> Vec<(Job, StoredMessage)> {
+        let mut out = first;
         let mut queue = self.local.lock().await;
-        let mut out = Vec::new();
-        if wait {
-            match queue.recv().await {
-                Some(m) => out.push(m),
-                None => return std::future::pending().await,
-            }
-            tokio::time::sleep(GATHER).await;
-        }
         while out.len() < BATCH as usize {
             match queue.try_recv() {
                 Ok(m) => out.push(m),
@@ -97,23 +100,44 @@ impl Processor {
             .collect()
     }
 
-    /// Process a batch and record it; on a stop, the posts not yet begun are left to the
-    /// caller's lease release (see `cli::serve`) instead of keeping the node up.
+    /// Process a batch in chunks, each started by renewing its leases (a post whose lease
+    /// ran out while it waited may be another processor's now, and is left to it) and ended
+    /// by recording its decisions. On a stop, posts not yet begun are left to the lease
+    /// release of `cli::serve`.
     async fn process_loaded(
         &self,
         batch: Vec<(Job, StoredMessage)>,
         shutdown: &watch::Receiver<bool>,
     ) {
-        let mut decided = Vec::with_capacity(batch.len());
-        for (job, m) in batch {
+        let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(30_000);
+        let mut batch = batch.into_iter().peekable();
+        while batch.peek().is_some() {
             if *shutdown.borrow() {
-                break;
+                return;
             }
-            if let Some(d) = self.process(&job, &m).await {
-                decided.push((job, d));
+            let chunk: Vec<(Job, StoredMessage)> = batch.by_ref().take(CHUNK).collect();
+            let ids: Vec<String> = chunk.iter().map(|(j, _)| j.message_id.clone()).collect();
+            let ours = match self.store.renew_leases(&self.node, &ids, lease_ms).await {
+                Ok(ours) => ours,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot renew leases; the posts wait for a claim");
+                    continue;
+                }
+            };
+            let mut decided = Vec::with_capacity(chunk.len());
+            for (job, m) in chunk
+                .into_iter()
+                .filter(|(j, _)| ours.contains(&j.message_id))
+            {
+                if *shutdown.borrow() {
+                    break;
+                }
+                if let Some(d) = self.process(&job, &m).await {
+                    decided.push((job, d));
+                }
             }
+            self.record(decided).await;
         }
-        self.record(decided).await;
     }
 
     /// Load a claimed batch in one query, run each post through its chain, and record

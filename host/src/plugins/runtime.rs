@@ -331,9 +331,9 @@ macro_rules! invoke {
             Ok::<_, wasmtime::Error>((instance, answer))
         })
         .await;
-        drop(permit);
         // Only an instance whose call ran to its end (answer or clean `err`) is reused;
         // anything that trapped, timed out or hit a cap is thrown away with its store.
+        // (`check-config` runs once per binding at start: not worth an idle instance.)
         let (instance, outcome) = match outcome {
             Ok(Ok((instance, answer))) => {
                 let healthy = answer.is_ok();
@@ -343,9 +343,13 @@ macro_rules! invoke {
             Err(elapsed) => (None, Err(elapsed)),
         };
         let result = rt.finish(bound, hook, &store, outcome);
-        if let Some(instance) = instance {
-            rt.park(bound, store, instance, uses + 1);
+        match instance {
+            Some(instance) if hook != "check-config" => rt.park(bound, store, instance, uses + 1),
+            _ => drop(store),
         }
+        // The call slot is given back only now: until the store is parked or dropped it
+        // holds a pool instance, and the pool is sized for slots plus idle instances.
+        drop(permit);
         result
     }};
 }

@@ -42,6 +42,11 @@ pub const TLS_ALREADY: Reply = Reply(503, "5.5.1", "TLS already active");
 pub const UNKNOWN_COMMAND: Reply = Reply(500, "5.5.1", "Unknown command");
 pub const BAD_SENDER: Reply = Reply(501, "5.1.7", "Bad sender address syntax");
 pub const BAD_RECIPIENT: Reply = Reply(501, "5.1.3", "Bad recipient address syntax");
+pub const CONTROL_CHARACTERS: Reply = Reply(
+    501,
+    "5.5.2",
+    "Control characters are not allowed in commands",
+);
 pub const SYNTAX: Reply = Reply(501, "5.5.4", "Syntax error in parameters or arguments");
 pub const UNSUPPORTED_PARAM: Reply = Reply(555, "5.5.4", "Unsupported MAIL or RCPT parameter");
 

@@ -148,6 +148,16 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
 
     /// Handle one command line; `Some` ends the command loop.
     async fn command(&mut self, line: &[u8]) -> Option<End> {
+        // Control characters (NUL above all) have no place in a command, and PostgreSQL
+        // would refuse them in the text columns the envelope is stored in.
+        let body = line
+            .strip_suffix(b"\r\n")
+            .or_else(|| line.strip_suffix(b"\n"))
+            .unwrap_or(line);
+        if body.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+            self.send(reply::CONTROL_CHARACTERS);
+            return None;
+        }
         let request = match Request::parse(&mut line.iter()) {
             Ok(r) => r,
             Err(e) => {
@@ -421,15 +431,20 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         let max_line = self.intake.config.max_line_length as usize;
         let mut body = Vec::with_capacity(8192);
         let (mut too_big, mut too_long) = (false, false);
+        // Only CRLF "." CRLF ends the data (the DATA command's own CRLF counts as the first).
+        // A "." line after a bare LF, or ending in a bare LF, is content: accepting it as the
+        // end is what lets a client smuggle a second message past a relay (SMTP smuggling).
+        let mut after_crlf = true;
         loop {
             while let Some(nl) = self.inbuf[self.start..].iter().position(|&b| b == b'\n') {
                 let end = self.start + nl + 1;
                 let line = &self.inbuf[self.start..end];
                 self.start = end;
                 if std::mem::take(&mut self.skipping) {
+                    after_crlf = line.ends_with(b"\r\n");
                     continue;
                 }
-                if line == b".\r\n" || line == b".\n" {
+                if after_crlf && line == b".\r\n" {
                     return Ok(if too_big {
                         Data::TooBig
                     } else if too_long {
@@ -438,16 +453,21 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                         Data::Complete(body)
                     });
                 }
+                after_crlf = line.ends_with(b"\r\n");
                 if line.len() > max_line {
                     too_long = true;
                 }
                 let content = line.strip_prefix(b".").unwrap_or(line);
                 if !too_big && !too_long {
-                    if body.len() + content.len() > max_size {
+                    if body.len() + content.len() + 1 > max_size {
                         too_big = true;
                         body = Vec::new();
-                    } else {
+                    } else if after_crlf {
                         body.extend_from_slice(content);
+                    } else {
+                        // A bare LF is stored as CRLF, as RFC 5322 lines end.
+                        body.extend_from_slice(&content[..content.len() - 1]);
+                        body.extend_from_slice(b"\r\n");
                     }
                 }
             }
@@ -509,13 +529,27 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         let _ = self.flush().await;
     }
 
+    /// Send pending replies. A client that stops reading gets the idle timeout here too,
+    /// so it cannot hold a session slot by filling its receive window.
     pub async fn flush(&mut self) -> std::io::Result<()> {
         if self.out.is_empty() {
             return Ok(());
         }
-        self.io.write_all(&self.out).await?;
-        self.out.clear();
-        self.io.flush().await
+        let idle = self.intake.config.idle_timeout;
+        let write = async {
+            self.io.write_all(&self.out).await?;
+            self.io.flush().await
+        };
+        match tokio::time::timeout(idle, write).await {
+            Ok(done) => {
+                self.out.clear();
+                done
+            }
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "client does not read",
+            )),
+        }
     }
 }
 

@@ -189,6 +189,38 @@ impl Store {
             .collect()
     }
 
+    /// Extend this node's unexpired leases on these posts' `process` jobs; returns the ids
+    /// still held. A lease that ran out may have been claimed by another processor, so
+    /// only its claimer may work on it.
+    pub async fn renew_leases(
+        &self,
+        owner: &str,
+        message_ids: &[String],
+        lease_ms: i64,
+    ) -> Result<HashSet<String>> {
+        let now = now_ms();
+        let mut held = HashSet::with_capacity(message_ids.len());
+        for chunk in message_ids.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "UPDATE jobs SET lease_until = $2 WHERE lease_owner = $1 AND kind = 'process' \
+                 AND lease_until >= $3 AND message_id IN ({}) RETURNING message_id",
+                (4..chunk.len() + 4)
+                    .map(|i| format!("${i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql))
+                .bind(owner)
+                .bind(now + lease_ms)
+                .bind(now);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            held.extend(q.fetch_all(self.pool()).await?);
+        }
+        Ok(held)
+    }
+
     /// Give a job back for a later try (the failure is kept for the operator).
     pub async fn retry_job(
         &self,

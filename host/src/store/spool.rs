@@ -73,18 +73,35 @@ async fn writer(store: Store, rx: Arc<Mutex<mpsc::Receiver<Submission>>>) {
         let mut messages = Vec::new();
         let mut waiting = Vec::with_capacity(group.len());
         for s in group {
+            waiting.push((s.messages.len(), s.done));
             messages.extend(s.messages);
-            waiting.push(s.done);
         }
-        let outcome = store
-            .insert_messages(&messages)
-            .await
-            .map_err(|e| e.to_string());
-        if let Err(e) = &outcome {
-            tracing::error!(error = %e, messages = messages.len(), "group commit failed");
-        }
-        for done in waiting {
-            let _ = done.send(outcome.clone());
+        match store.insert_messages(&messages).await {
+            Ok(()) => {
+                for (_, done) in waiting {
+                    let _ = done.send(Ok(()));
+                }
+            }
+            // One bad message must not fail everyone else's: commit each session's own
+            // messages on their own, so only the culprit gets the temporary failure.
+            Err(e) if waiting.len() > 1 => {
+                tracing::warn!(error = %e, "group commit failed; committing one by one");
+                let mut rest = messages.into_iter();
+                for (n, done) in waiting {
+                    let own: Vec<NewMessage> = rest.by_ref().take(n).collect();
+                    let outcome = store.insert_messages(&own).await.map_err(|e| e.to_string());
+                    if let Err(e) = &outcome {
+                        tracing::error!(error = %e, "cannot store message");
+                    }
+                    let _ = done.send(outcome);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot store message");
+                for (_, done) in waiting {
+                    let _ = done.send(Err(e.to_string()));
+                }
+            }
         }
     }
 }
