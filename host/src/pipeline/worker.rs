@@ -1,6 +1,10 @@
 //! The processing loop: claim `process` jobs with a lease, run them, record the decision.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use tokio::sync::{Mutex, mpsc, watch};
 use tracing::Instrument;
@@ -16,9 +20,6 @@ use crate::{
 const BATCH: u32 = 256;
 /// How long an idle worker sleeps when nobody wakes it (work from other nodes, retries).
 const POLL: Duration = Duration::from_millis(500);
-/// Posts processed between lease renewals and recorded together: short enough that a
-/// chunk finishes well within a lease even with slow plugins.
-const CHUNK: usize = 32;
 /// How long a woken worker waits for more posts before it claims.
 const GATHER: Duration = Duration::from_millis(50);
 
@@ -100,43 +101,42 @@ impl Processor {
             .collect()
     }
 
-    /// Process a batch in chunks, each started by renewing its leases (a post whose lease
-    /// ran out while it waited may be another processor's now, and is left to it) and ended
-    /// by recording its decisions. On a stop, posts not yet begun are left to the lease
-    /// release of `cli::serve`.
+    /// Process a batch: renew its leases (a post whose lease ran out while it waited may be
+    /// another processor's now, and is left to it), run the posts, and record the decisions
+    /// in one transaction. Slow plugins cannot outlast a lease: once a third of it has gone
+    /// by, what is decided is recorded and the rest is renewed again. On a stop, posts not
+    /// yet begun are left to the lease release of `cli::serve`.
     async fn process_loaded(
         &self,
         batch: Vec<(Job, StoredMessage)>,
         shutdown: &watch::Receiver<bool>,
     ) {
         let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(30_000);
-        let mut batch = batch.into_iter().peekable();
-        while batch.peek().is_some() {
-            if *shutdown.borrow() {
-                return;
-            }
-            let chunk: Vec<(Job, StoredMessage)> = batch.by_ref().take(CHUNK).collect();
-            let ids: Vec<String> = chunk.iter().map(|(j, _)| j.message_id.clone()).collect();
+        let mut pending: std::collections::VecDeque<(Job, StoredMessage)> = batch.into();
+        while !pending.is_empty() {
+            let ids: Vec<String> = pending.iter().map(|(j, _)| j.message_id.clone()).collect();
             let ours = match self.store.renew_leases(&self.node, &ids, lease_ms).await {
                 Ok(ours) => ours,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot renew leases; the posts wait for a claim");
-                    continue;
+                    return;
                 }
             };
-            let mut decided = Vec::with_capacity(chunk.len());
-            for (job, m) in chunk
-                .into_iter()
-                .filter(|(j, _)| ours.contains(&j.message_id))
-            {
-                if *shutdown.borrow() {
+            pending.retain(|(j, _)| ours.contains(&j.message_id));
+            let renewed = Instant::now();
+            let mut decided = Vec::with_capacity(pending.len());
+            while renewed.elapsed() < self.lease / 3 && !*shutdown.borrow() {
+                let Some((job, m)) = pending.pop_front() else {
                     break;
-                }
+                };
                 if let Some(d) = self.process(&job, &m).await {
                     decided.push((job, d));
                 }
             }
             self.record(decided).await;
+            if *shutdown.borrow() {
+                return;
+            }
         }
     }
 
