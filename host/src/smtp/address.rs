@@ -1,7 +1,7 @@
 //! Which list address a recipient is (DESIGN §3). Anything else is refused at RCPT, so Roost
 //! is never an open relay.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
 use crate::{config::ListConfig, store::MessageKind};
 
@@ -15,24 +15,17 @@ pub struct Target {
     pub token: Option<String>,
 }
 
-/// Every list's addresses, by lower-cased `local@domain` of the posting address.
+/// Every list's posting address (lower-cased `local@domain`).
 #[derive(Debug, Default)]
 pub struct Directory {
-    lists: HashMap<String, String>,
+    lists: HashSet<String>,
 }
 
 impl Directory {
     pub fn new(lists: &[ListConfig]) -> Self {
         Directory {
-            lists: lists
-                .iter()
-                .map(|l| (l.address.clone(), l.address.clone()))
-                .collect(),
+            lists: lists.iter().map(|l| l.address.clone()).collect(),
         }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.lists.is_empty()
     }
 
     /// The list target of `address`, if it is one of a list's addresses.
@@ -44,7 +37,7 @@ impl Directory {
             Some(_) => return None,
             None => (local, None),
         };
-        let find = |name: &str| self.lists.get(&format!("{name}@{domain}")).cloned();
+        let find = |name: &str| Some(format!("{name}@{domain}")).filter(|a| self.lists.contains(a));
         let suffixed = |suffix: &str| base.strip_suffix(suffix).and_then(find);
         let (list, kind) = match &token {
             // Tokens only ever follow the two addresses that carry them.
@@ -67,11 +60,7 @@ mod tests {
 
     fn dir() -> Directory {
         Directory {
-            lists: [(
-                "news@lists.example.org".to_string(),
-                "news@lists.example.org".to_string(),
-            )]
-            .into(),
+            lists: ["news@lists.example.org".to_string()].into(),
         }
     }
 

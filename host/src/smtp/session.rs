@@ -321,18 +321,17 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                     let until = now_ms() + i64::try_from(local.lease.as_millis()).unwrap_or(30_000);
                     Some((permits, until))
                 });
-                let mut local_posts = Vec::new();
                 if let Some((_, until)) = &handover {
                     for m in messages.iter_mut().filter(|m| m.kind == MessageKind::Post) {
                         m.lease = Some((self.intake.node.clone(), *until));
-                        local_posts.push(m.stored());
                     }
                 }
                 match self.intake.spool.commit(messages).await {
-                    Ok(()) => {
+                    Ok(stored) => {
                         if let Some((permits, _)) = handover {
-                            for (permit, post) in permits.zip(local_posts) {
-                                permit.send(post);
+                            let posts = stored.into_iter().filter(|m| m.kind == MessageKind::Post);
+                            for (permit, post) in permits.zip(posts) {
+                                permit.send(post.into());
                             }
                         }
                         tracing::debug!(ids = ?ids, bytes = bytes.len(), commit_us = started.elapsed().as_micros() as u64, "stored");

@@ -47,19 +47,19 @@ pub struct NewMessage {
     pub lease: Option<(String, i64)>,
 }
 
-impl NewMessage {
+impl From<NewMessage> for StoredMessage {
     /// The message as processing reads it, without a trip to the database.
-    pub fn stored(&self) -> StoredMessage {
+    fn from(m: NewMessage) -> Self {
         StoredMessage {
-            id: self.id.clone(),
-            list: self.list.clone(),
-            kind: self.kind.as_str().to_string(),
-            mail_from: self.mail_from.clone(),
-            rcpt_to: self.rcpt_to.clone(),
-            client_ip: self.client_ip.clone(),
-            helo: self.helo.clone(),
-            raw: self.raw.clone(),
-            received_at: self.received_at,
+            id: m.id,
+            list: m.list,
+            kind: m.kind.as_str().to_string(),
+            mail_from: m.mail_from,
+            rcpt_to: m.rcpt_to,
+            client_ip: m.client_ip,
+            helo: m.helo,
+            raw: m.raw,
+            received_at: m.received_at,
             state: "stored".to_string(),
             reason: None,
         }

@@ -14,7 +14,9 @@ const MAX_GROUP_BYTES: usize = 32 << 20;
 
 struct Submission {
     messages: Vec<NewMessage>,
-    done: oneshot::Sender<Result<(), String>>,
+    /// Answered with the messages themselves once committed, so the caller can hand them
+    /// on without having kept a copy.
+    done: oneshot::Sender<Result<Vec<NewMessage>, String>>,
 }
 
 /// The handle sessions submit to; cheap to clone.
@@ -35,15 +37,16 @@ impl Spool {
         Spool { tx }
     }
 
-    /// Store the messages durably; `Ok` only after they are committed.
-    pub async fn commit(&self, messages: Vec<NewMessage>) -> Result<()> {
+    /// Store the messages durably; `Ok` (with the messages back) only after they are
+    /// committed.
+    pub async fn commit(&self, messages: Vec<NewMessage>) -> Result<Vec<NewMessage>> {
         let (done, wait) = oneshot::channel();
         self.tx
             .send(Submission { messages, done })
             .await
             .map_err(|_| StoreError::Invalid("the spool is shut down".into()))?;
         match wait.await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(messages)) => Ok(messages),
             Ok(Err(e)) => Err(StoreError::Invalid(e)),
             Err(_) => Err(StoreError::Invalid("the spool writer stopped".into())),
         }
@@ -76,32 +79,32 @@ async fn writer(store: Store, rx: Arc<Mutex<mpsc::Receiver<Submission>>>) {
             waiting.push((s.messages.len(), s.done));
             messages.extend(s.messages);
         }
-        match store.insert_messages(&messages).await {
-            Ok(()) => {
-                for (_, done) in waiting {
-                    let _ = done.send(Ok(()));
-                }
-            }
-            // One bad message must not fail everyone else's: commit each session's own
-            // messages on their own, so only the culprit gets the temporary failure.
-            Err(e) if waiting.len() > 1 => {
+        let outcome = store.insert_messages(&messages).await;
+        let one_by_one = outcome.is_err() && waiting.len() > 1;
+        if let Err(e) = &outcome {
+            if one_by_one {
                 tracing::warn!(error = %e, "group commit failed; committing one by one");
-                let mut rest = messages.into_iter();
-                for (n, done) in waiting {
-                    let own: Vec<NewMessage> = rest.by_ref().take(n).collect();
-                    let outcome = store.insert_messages(&own).await.map_err(|e| e.to_string());
-                    if let Err(e) = &outcome {
-                        tracing::error!(error = %e, "cannot store message");
-                    }
-                    let _ = done.send(outcome);
-                }
-            }
-            Err(e) => {
+            } else {
                 tracing::error!(error = %e, "cannot store message");
-                for (_, done) in waiting {
-                    let _ = done.send(Err(e.to_string()));
-                }
             }
+        }
+        let mut rest = messages.into_iter();
+        for (n, done) in waiting {
+            let own: Vec<NewMessage> = rest.by_ref().take(n).collect();
+            let answer = match &outcome {
+                Ok(()) => Ok(own),
+                // One bad message must not fail everyone else's: commit each session's own
+                // messages on their own, so only the culprit gets the temporary failure.
+                Err(_) if one_by_one => match store.insert_messages(&own).await {
+                    Ok(()) => Ok(own),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot store message");
+                        Err(e.to_string())
+                    }
+                },
+                Err(e) => Err(e.to_string()),
+            };
+            let _ = done.send(answer);
         }
     }
 }
