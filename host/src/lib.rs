@@ -4,8 +4,10 @@
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod delivery;
 pub mod message;
 pub mod pipeline;
 pub mod plugins;
 pub mod smtp;
 pub mod store;
+pub mod tokens;

@@ -13,9 +13,11 @@ use tracing::Instrument;
 use super::{load_config, open_store, runtime_for};
 use crate::{
     cluster::Membership,
+    delivery::Delivery,
     pipeline::{Chains, Processor},
     smtp::{self, Directory, Intake, LocalWork},
     store::{Backend, Spool},
+    tokens::TokenKey,
 };
 
 /// Processing workers per node (each claims its own batches).
@@ -65,6 +67,19 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
         tracing::info!(jobs = released, "took back work leased before a restart");
     }
 
+    // Tokens (VERP, unsubscribe, tracking) are signed with one key for the whole cluster.
+    let key = match std::env::var("ROOST_TOKEN_KEY") {
+        Ok(k) if !k.is_empty() => k.into_bytes(),
+        _ => store.token_key().await?,
+    };
+    let (delivery, recorder) = Delivery::new(
+        &config,
+        store.clone(),
+        runtime.clone(),
+        &chains,
+        TokenKey::new(&key),
+    )?;
+
     let writers = match store.backend() {
         Backend::Sqlite => 1,
         Backend::Postgres => 4,
@@ -106,10 +121,14 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
         node: node.clone(),
         lease: config.node.lease,
         local: Mutex::new(local),
+        delivery: Some(delivery.wake.clone()),
     });
     for _ in 0..PROCESSORS {
         tasks.push(tokio::spawn(processor.clone().run(stopped.clone())));
     }
+    tasks.push(tokio::spawn(delivery.clone().run(stopped.clone())));
+    // The recorder ends when the last holder of the delivery is gone: the tasks above.
+    drop(delivery);
 
     let listen: Vec<String> = config
         .node
@@ -164,6 +183,14 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
             t.abort();
             let _ = t.await;
         }
+    }
+    // Every outcome of a copy sent is written before the leases go: that is what keeps a
+    // restart from sending it again.
+    if tokio::time::timeout(std::time::Duration::from_secs(10), recorder)
+        .await
+        .is_err()
+    {
+        tracing::warn!("delivery outcomes not all recorded; those copies may be sent again");
     }
     // Nothing of this node works any more: what it still had leased (posts handed over but
     // not yet processed) is free for other nodes now rather than when the lease runs out.

@@ -39,8 +39,28 @@ struct ListFile {
     on_plugin_error: FailurePolicy,
     #[serde(default)]
     limits: LimitsFile,
+    archive: Option<String>,
+    dkim: Option<Spanned<DkimFile>>,
     #[serde(default)]
     plugin: Vec<Spanned<PluginEntry>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DkimFile {
+    selector: String,
+    private_key: PathBuf,
+    domain: Option<String>,
+}
+
+/// How the list signs its copies: `private_key` is PEM (RSA or Ed25519, PKCS#8 or PKCS#1),
+/// checked when the config is loaded.
+#[derive(Debug, Clone)]
+pub struct DkimConfig {
+    pub selector: String,
+    /// The `d=` domain (default: the list's domain).
+    pub domain: String,
+    pub private_key: PathBuf,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -78,6 +98,9 @@ pub struct ListConfig {
     pub on_plugin_error: FailurePolicy,
     pub limits: PluginLimits,
     pub plugins: Vec<PluginUse>,
+    /// `List-Archive` URL, when the list has an archive.
+    pub archive: Option<String>,
+    pub dkim: Option<DkimConfig>,
 }
 
 impl ListConfig {
@@ -149,6 +172,49 @@ pub(super) fn load_list(
         })
         .collect::<Result<Vec<_>, _>>()?;
 
+    let archive = match raw.archive {
+        Some(url) if !(url.starts_with("http://") || url.starts_with("https://"))
+            || url.contains(|c: char| c.is_whitespace() || c == '<' || c == '>') =>
+        {
+            return Err(ConfigError::invalid(
+                file,
+                format!("archive: `{url}` must be an http:// or https:// URL"),
+            ));
+        }
+        a => a,
+    };
+    let dkim = match raw.dkim {
+        None => None,
+        Some(d) => {
+            let line = line_of(d.span());
+            let d = d.into_inner();
+            let private_key = base.join(&d.private_key);
+            crate::delivery::dkim::load_key(&private_key)
+                .map_err(|m| ConfigError::at(file, line, "dkim.private_key", m))?;
+            if d.selector.is_empty()
+                || !d
+                    .selector
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            {
+                return Err(ConfigError::at(
+                    file,
+                    line,
+                    "dkim.selector",
+                    format!("`{}` is not a DKIM selector", d.selector),
+                ));
+            }
+            Some(DkimConfig {
+                selector: d.selector,
+                domain: d
+                    .domain
+                    .map(|d| d.to_ascii_lowercase())
+                    .unwrap_or_else(|| address.split('@').nth(1).unwrap_or_default().to_string()),
+                private_key,
+            })
+        }
+    };
+
     let name = raw
         .name
         .unwrap_or_else(|| address.split('@').next().unwrap_or_default().to_string());
@@ -160,6 +226,8 @@ pub(super) fn load_list(
         on_plugin_error: raw.on_plugin_error,
         limits,
         plugins,
+        archive,
+        dkim,
     })
 }
 

@@ -3,6 +3,7 @@
 //! Every file is parsed strictly (unknown keys are errors) and every error names the file,
 //! the line and the key, so a node never starts with a setting it silently ignored.
 
+mod delivery;
 mod error;
 mod list;
 mod node;
@@ -12,8 +13,9 @@ pub mod units;
 
 use std::path::{Path, PathBuf};
 
+pub use delivery::{DeliveryConfig, DomainLimits, HttpConfig};
 pub use error::ConfigError;
-pub use list::{FailurePolicy, ListConfig, PluginLimits};
+pub use list::{DkimConfig, FailurePolicy, ListConfig, PluginLimits};
 pub use node::{NodeConfig, SmtpConfig};
 pub use plugin::PluginUse;
 

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
+    delivery::{DeliveryConfig, DeliverySection, HttpConfig, HttpSection, delivery_config, http_config},
     error::{ConfigError, line_col},
     parse::read_toml,
     plugin::{PluginEntry, PluginUse},
@@ -31,6 +32,10 @@ pub(super) struct NodeFile {
     smtp: SmtpSection,
     #[serde(default)]
     cluster: ClusterSection,
+    #[serde(default)]
+    delivery: DeliverySection,
+    #[serde(default)]
+    http: HttpSection,
     #[serde(default)]
     plugin: Vec<Spanned<PluginEntry>>,
 }
@@ -132,6 +137,8 @@ pub struct NodeConfig {
     /// Node-level plugins (server-wide routes and schedules).
     pub plugins: Vec<PluginUse>,
     pub smtp: SmtpConfig,
+    pub delivery: DeliveryConfig,
+    pub http: HttpConfig,
     /// How long claimed work stays with a node that stopped renewing it (also how long a
     /// silent node keeps its name).
     pub lease: Duration,
@@ -217,6 +224,8 @@ pub(super) fn load_node(file: &Path) -> Result<NodeConfig, ConfigError> {
         .collect::<Result<Vec<_>, _>>()?;
 
     let smtp = smtp_config(file, raw.smtp, &rel)?;
+    let delivery = delivery_config(file, raw.delivery)?;
+    let http = http_config(file, raw.http)?;
 
     let lease = raw.cluster.lease.map_or(Duration::from_secs(30), |s| s.0);
     if lease < Duration::from_secs(1) {
@@ -239,6 +248,8 @@ pub(super) fn load_node(file: &Path) -> Result<NodeConfig, ConfigError> {
     Ok(NodeConfig {
         machine,
         smtp,
+        delivery,
+        http,
         lease,
         heartbeat,
         file: file.to_path_buf(),

@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::sync::{Mutex, mpsc, watch};
+use tokio::sync::{Mutex, Notify, mpsc, watch};
 use tracing::Instrument;
 
 use super::{Chains, process};
@@ -32,6 +32,9 @@ pub struct Processor {
     pub lease: Duration,
     /// Posts this node stored, handed over by intake (see `smtp::LocalWork`).
     pub local: Mutex<mpsc::Receiver<StoredMessage>>,
+    /// Woken when posts were accepted, so delivery starts at once rather than at its next
+    /// poll.
+    pub delivery: Option<Arc<Notify>>,
 }
 
 impl Processor {
@@ -198,7 +201,13 @@ impl Processor {
         if decided.is_empty() {
             return;
         }
-        match self.store.finish_processing(&self.node, &decided).await {
+        let result = self.store.finish_processing(&self.node, &decided).await;
+        if result.is_ok()
+            && let Some(wake) = &self.delivery
+        {
+            wake.notify_one();
+        }
+        match result {
             Ok(n) if n < decided.len() => {
                 tracing::warn!(
                     lost = decided.len() - n,

@@ -441,13 +441,18 @@ impl Store {
     /// After a restart, the jobs this node had leased are free at once: nothing of this
     /// node's can still be working on them (node names are unique in a cluster).
     pub async fn release_leases_of(&self, owner: &str) -> Result<u64> {
-        Ok(sqlx::query(
-            "UPDATE jobs SET lease_owner = NULL, lease_until = 0 WHERE lease_owner = $1",
-        )
-        .bind(owner)
-        .execute(self.pool())
-        .await?
-        .rows_affected())
+        let mut released = 0;
+        for table in ["jobs", "batches"] {
+            let sql = format!(
+                "UPDATE {table} SET lease_owner = NULL, lease_until = 0 WHERE lease_owner = $1"
+            );
+            released += sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(owner)
+                .execute(self.pool())
+                .await?
+                .rows_affected();
+        }
+        Ok(released)
     }
 
     /// Jobs of a kind for one message (for tests and `roost queue`).
@@ -467,7 +472,7 @@ const ROWS_PER_STATEMENT: usize = 500;
 
 /// `($1, $2), ($3, $4)`: `rows` rows of `cols` parameters numbered from `first`, each row
 /// ending with `tail` (a literal) when it is not empty.
-fn values_list(rows: usize, cols: usize, first: usize, tail: &str) -> String {
+pub(super) fn values_list(rows: usize, cols: usize, first: usize, tail: &str) -> String {
     let mut out = String::with_capacity(rows * cols * 5);
     let mut n = first;
     for r in 0..rows {

@@ -5,6 +5,7 @@
 //! chosen by [`Backend`]. Times are milliseconds since the Unix epoch in `BIGINT` columns;
 //! flags are 0/1 integers; both decode the same way on either backend.
 
+mod deliveries;
 mod events;
 mod kv;
 mod members;
@@ -12,6 +13,7 @@ mod messages;
 mod nodes;
 mod notices;
 mod spool;
+mod settings;
 mod stats;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -21,12 +23,15 @@ use sqlx::{
     any::{AnyPoolOptions, install_default_drivers},
 };
 
+pub use deliveries::{
+    Batch, BatchEnd, DeliveryResult, Outcome, PostForDelivery, QueueLine, Recipient,
+};
 pub use events::{EventCounts, EventQuery, NewEvent};
 pub use kv::{KvEntry, KvScope};
 pub use members::{DeliveryStatus, Member, check_address};
 pub use messages::{Decision, Job, MessageKind, NewMessage, StoredMessage};
 pub use nodes::{NameTaken, NodeRow};
-pub use notices::{Notice, NoticeTarget};
+pub use notices::{BuiltNotice, Notice, NoticeTarget, PendingNotice};
 pub use spool::Spool;
 pub use stats::HourStats;
 

@@ -48,3 +48,96 @@ impl Store {
         Ok(id)
     }
 }
+
+/// A queued notice, taken for delivery.
+#[derive(Debug, Clone)]
+pub struct PendingNotice {
+    pub id: i64,
+    pub list: String,
+    pub plugin: String,
+    pub to: NoticeTarget,
+    pub subject: String,
+    pub body: String,
+}
+
+/// A notice made into a message: its bytes, envelope sender and recipients.
+#[derive(Debug, Clone)]
+pub struct BuiltNotice {
+    pub id: String,
+    pub raw: Vec<u8>,
+    pub mail_from: String,
+    pub recipients: Vec<String>,
+}
+
+impl Store {
+    /// Turn up to `limit` queued notices into messages with recipients and batches, so they
+    /// are sent, retried and shown by `roost queue` like posts. One transaction; a notice
+    /// is taken by a conditional update, so two nodes never send it twice. `build` gives
+    /// `None` for a notice that cannot be sent (its list is gone, no owners): it is marked
+    /// `failed`. Returns how many notices were taken.
+    pub async fn convert_notices(
+        &self,
+        node: &str,
+        limit: u32,
+        batch_size: u32,
+        mut build: impl FnMut(&PendingNotice) -> Option<BuiltNotice>,
+    ) -> Result<usize> {
+        let lock = match self.backend() {
+            super::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            super::Backend::Sqlite => "",
+        };
+        let mut tx = self.pool().begin().await?;
+        let sql = format!(
+            "UPDATE notices SET state = 'enqueued' WHERE id IN \
+             (SELECT id FROM notices WHERE state = 'queued' ORDER BY id LIMIT $1{lock}) \
+             RETURNING id, list, plugin, to_owners, to_address, subject, body"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?;
+        let now = now_ms();
+        for r in &rows {
+            use sqlx::Row;
+            let owners: i64 = r.try_get(3)?;
+            let address: Option<String> = r.try_get(4)?;
+            let notice = PendingNotice {
+                id: r.try_get(0)?,
+                list: r.try_get(1)?,
+                plugin: r.try_get(2)?,
+                to: match (owners, address) {
+                    (0, Some(a)) => NoticeTarget::Address(a),
+                    _ => NoticeTarget::Owners,
+                },
+                subject: r.try_get(5)?,
+                body: r.try_get(6)?,
+            };
+            let Some(built) = build(&notice) else {
+                sqlx::query("UPDATE notices SET state = 'failed' WHERE id = $1")
+                    .bind(notice.id)
+                    .execute(&mut *tx)
+                    .await?;
+                continue;
+            };
+            sqlx::query(
+                "INSERT INTO messages (id, list, kind, mail_from, rcpt_to, client_ip, helo, raw, \
+                 size, received_at, node, state, decided_at) \
+                 VALUES ($1, $2, 'notice', $3, $4, '', '', $5, $6, $7, $8, 'accepted', $7)",
+            )
+            .bind(&built.id)
+            .bind(&notice.list)
+            .bind(&built.mail_from)
+            .bind(built.recipients.join("\n"))
+            .bind(&built.raw)
+            .bind(built.raw.len() as i64)
+            .bind(now)
+            .bind(node)
+            .execute(&mut *tx)
+            .await?;
+            self.enqueue_addresses(&mut tx, &built.id, &built.recipients, batch_size)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(rows.len())
+    }
+}

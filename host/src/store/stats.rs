@@ -26,20 +26,9 @@ impl Store {
         failed: u64,
     ) -> Result<()> {
         let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        sqlx::query(
-            "INSERT INTO delivery_stats (hour, node, attempted, succeeded, failed) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (hour, node) DO UPDATE SET \
-             attempted = delivery_stats.attempted + excluded.attempted, \
-             succeeded = delivery_stats.succeeded + excluded.succeeded, \
-             failed = delivery_stats.failed + excluded.failed",
-        )
-        .bind(at - at.rem_euclid(HOUR_MS))
-        .bind(node)
-        .bind(n(attempted))
-        .bind(n(succeeded))
-        .bind(n(failed))
-        .execute(self.pool())
-        .await?;
+        let mut tx = self.pool().begin().await?;
+        add_stats(&mut tx, at, node, n(attempted), n(succeeded), n(failed)).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -73,4 +62,31 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// Add to the counts of the hour containing `at`, inside a caller's transaction (delivery
+/// records its outcomes and their counts together).
+pub(super) async fn add_stats(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    at: i64,
+    node: &str,
+    attempted: i64,
+    succeeded: i64,
+    failed: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO delivery_stats (hour, node, attempted, succeeded, failed) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (hour, node) DO UPDATE SET \
+         attempted = delivery_stats.attempted + excluded.attempted, \
+         succeeded = delivery_stats.succeeded + excluded.succeeded, \
+         failed = delivery_stats.failed + excluded.failed",
+    )
+    .bind(at - at.rem_euclid(HOUR_MS))
+    .bind(node)
+    .bind(attempted)
+    .bind(succeeded)
+    .bind(failed)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

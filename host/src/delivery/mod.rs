@@ -1,0 +1,303 @@
+//! Delivery: every accepted post to every enabled member, and every notice to its
+//! recipients, over outbound SMTP (DESIGN §6).
+//!
+//! The work is rows in the database (`store::deliveries`): a post's `deliver` job is
+//! expanded once into recipients and batches; batches are leased by whichever node is free,
+//! sent over pooled connections (`batch`, `client`, `pool`), paced per destination
+//! (`limits`), and their outcomes recorded in groups (`recorder`). A node that dies stops
+//! renewing its leases and another takes its batches; only copies sent after the last
+//! group commit are sent again.
+
+mod batch;
+pub mod client;
+pub mod compose;
+pub mod dkim;
+mod limits;
+mod pool;
+mod prepare;
+mod recorder;
+pub mod route;
+pub mod template;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use tokio::sync::{Notify, mpsc, watch};
+
+use crate::{
+    config::{Config, DeliveryConfig, ListConfig},
+    pipeline::Chains,
+    plugins::Runtime,
+    store::{BuiltNotice, NoticeTarget, PendingNotice, Store, now_ms},
+    tokens::TokenKey,
+};
+
+pub use prepare::PrepareError;
+
+/// How often an idle node looks for work (other nodes' posts, retries that came due).
+const POLL: Duration = Duration::from_millis(250);
+/// `deliver` jobs (posts to expand) taken at once.
+const EXPAND: u32 = 16;
+
+pub struct Delivery {
+    store: Store,
+    node: String,
+    hostname: String,
+    lease: Duration,
+    config: DeliveryConfig,
+    lists: HashMap<String, ListConfig>,
+    runtime: Arc<Runtime>,
+    router: Arc<route::Router>,
+    dialer: client::Dialer,
+    pool: pool::Pool,
+    limits: limits::Limits,
+    preparer: prepare::Preparer,
+    recorder: mpsc::Sender<recorder::Record>,
+    keys: TokenKey,
+    public_url: String,
+    /// Batches this node is sending, with the flag that stops one whose lease was lost.
+    inflight: Mutex<HashMap<i64, Arc<AtomicBool>>>,
+    /// Woken when a batch ends (a slot is free) or new work was queued on this node.
+    pub wake: Arc<Notify>,
+}
+
+/// Why delivery cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("{file}: dkim: {message}")]
+    Dkim { file: String, message: String },
+}
+
+impl Delivery {
+    /// Set up delivery for this node; the returned recorder task must be awaited at stop
+    /// (after `run` returns) so that every outcome is written.
+    pub fn new(
+        config: &Config,
+        store: Store,
+        runtime: Arc<Runtime>,
+        chains: &Chains,
+        keys: TokenKey,
+    ) -> Result<(Arc<Delivery>, tokio::task::JoinHandle<()>), SetupError> {
+        let node = &config.node;
+        let mut signers = HashMap::new();
+        for list in &config.lists {
+            if let Some(d) = &list.dkim {
+                let signer = dkim::Signer::new(d).map_err(|message| SetupError::Dkim {
+                    file: list.file.display().to_string(),
+                    message,
+                })?;
+                signers.insert(list.address.clone(), Arc::new(signer));
+            }
+        }
+        let lists: HashMap<String, ListConfig> = config
+            .lists
+            .iter()
+            .map(|l| (l.address.clone(), l.clone()))
+            .collect();
+        let router = Arc::new(route::Router::new(&node.delivery));
+        let (tx, rx) = mpsc::channel(4_096);
+        let recorder = tokio::spawn(recorder::run(store.clone(), node.name.clone(), rx));
+        let delivery = Delivery {
+            preparer: prepare::Preparer::new(
+                store.clone(),
+                router.clone(),
+                lists.clone(),
+                chains.lists.clone(),
+                signers,
+            ),
+            store,
+            node: node.name.clone(),
+            hostname: node.hostname.clone(),
+            lease: node.lease,
+            config: node.delivery.clone(),
+            lists,
+            runtime,
+            router,
+            dialer: client::Dialer {
+                helo: node.hostname.clone(),
+                connect_timeout: node.delivery.connect_timeout,
+                command_timeout: node.delivery.command_timeout,
+                tls: node.delivery.starttls.then(client::opportunistic_tls),
+            },
+            pool: pool::Pool::default(),
+            limits: limits::Limits::new(&node.delivery),
+            recorder: tx,
+            keys,
+            public_url: node.http.public_url.clone(),
+            inflight: Mutex::new(HashMap::new()),
+            wake: Arc::new(Notify::new()),
+        };
+        Ok((Arc::new(delivery), recorder))
+    }
+
+    /// Work until `shutdown`: expand posts, turn notices into mail, and keep up to
+    /// `concurrency` batches sending. On a stop, batches in flight finish their current
+    /// copy and give the rest back; the caller then awaits the recorder.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let renewer = tokio::spawn(self.clone().renew_leases(shutdown.clone()));
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            self.expand().await;
+            self.notices().await;
+            let free = (self.config.concurrency as usize).saturating_sub(self.inflight_count());
+            let mut claimed = 0;
+            if free > 0 {
+                let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(30_000);
+                match self
+                    .store
+                    .claim_batches(&self.node, lease_ms, free.min(256) as u32)
+                    .await
+                {
+                    Ok(batches) => {
+                        claimed = batches.len();
+                        for b in batches {
+                            let flag = Arc::new(AtomicBool::new(false));
+                            if let Ok(mut inflight) = self.inflight.lock() {
+                                inflight.insert(b.id, flag.clone());
+                            }
+                            let me = self.clone();
+                            tasks.spawn(async move {
+                                let id = b.id;
+                                me.clone().send_batch(b, flag).await;
+                                if let Ok(mut inflight) = me.inflight.lock() {
+                                    inflight.remove(&id);
+                                }
+                                me.wake.notify_one();
+                            });
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot claim batches"),
+                }
+            }
+            while tasks.try_join_next().is_some() {}
+            self.pool.reap();
+            if claimed > 0 && claimed == free.min(256) {
+                continue;
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(POLL) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        // Stopping: in-flight batches stop after their current copy and give the rest back.
+        if let Ok(inflight) = self.inflight.lock() {
+            for flag in inflight.values() {
+                flag.store(true, Ordering::Relaxed);
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+        renewer.abort();
+        self.pool.close().await;
+    }
+
+    fn inflight_count(&self) -> usize {
+        self.inflight.lock().map_or(0, |m| m.len())
+    }
+
+    /// Expand the `deliver` jobs of newly accepted (or approved) posts into batches.
+    async fn expand(&self) {
+        let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(30_000);
+        let jobs = match self
+            .store
+            .claim_jobs("deliver", &self.node, lease_ms, EXPAND)
+            .await
+        {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot claim posts to deliver");
+                return;
+            }
+        };
+        for job in jobs {
+            match self
+                .store
+                .expand_post(&self.node, &job.message_id, self.config.batch_size)
+                .await
+            {
+                Ok(Some(n)) => tracing::info!(post = %job.message_id, recipients = n, "fan-out queued"),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(post = %job.message_id, error = %e, "cannot expand post; will retry"),
+            }
+        }
+    }
+
+    /// Turn queued notices into messages with recipients.
+    async fn notices(&self) {
+        let now = now_ms();
+        let result = self
+            .store
+            .convert_notices(&self.node, 100, self.config.batch_size, |n| {
+                self.build_notice(n, now)
+            })
+            .await;
+        match result {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(notices = n, "notices queued for delivery"),
+            Err(e) => tracing::warn!(error = %e, "cannot queue notices"),
+        }
+    }
+
+    fn build_notice(&self, n: &PendingNotice, now: i64) -> Option<BuiltNotice> {
+        let Some(list) = self.lists.get(&n.list) else {
+            tracing::warn!(list = %n.list, notice = n.id, "notice for an unknown list dropped");
+            return None;
+        };
+        let to = match &n.to {
+            NoticeTarget::Owners => list.owners.clone(),
+            NoticeTarget::Address(a) => vec![a.clone()],
+        };
+        if to.is_empty() {
+            tracing::warn!(list = %n.list, notice = n.id, "notice to owners, but the list has none");
+            return None;
+        }
+        let id = uuid::Uuid::now_v7().to_string();
+        let raw = compose::notice(list, &self.hostname, &id, n, &to, now);
+        Some(BuiltNotice {
+            id,
+            raw,
+            mail_from: format!("{}-bounces@{}", list.local_part(), list.domain()),
+            recipients: to,
+        })
+    }
+
+    /// Renew the leases of batches in flight every third of a lease; stop any that were
+    /// lost (another node has them now).
+    async fn renew_leases(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(30_000);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.lease / 3) => {}
+                _ = shutdown.changed() => return,
+            }
+            let ids: Vec<i64> = match self.inflight.lock() {
+                Ok(m) => m.keys().copied().collect(),
+                Err(_) => continue,
+            };
+            if ids.is_empty() {
+                continue;
+            }
+            match self.store.renew_batches(&self.node, &ids, lease_ms).await {
+                Ok(held) => {
+                    if let Ok(m) = self.inflight.lock() {
+                        for (id, flag) in m.iter() {
+                            if ids.contains(id) && !held.contains(id) {
+                                flag.store(true, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot renew batch leases"),
+            }
+        }
+    }
+}
