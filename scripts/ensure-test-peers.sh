@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The real SMTP peers the tests drive: swaks (Debian), Postfix's smtp-source and smtp-sink
-# (taken out of Debian's postfix package without installing or configuring Postfix), and
-# Python's smtplib (part of python3). Writes target/test-peers.env for the tests.
+# The real peers the tests drive: swaks (Debian), Postfix's smtp-source and smtp-sink
+# (taken out of Debian's postfix package without installing or configuring Postfix),
+# Python's smtplib, aiosmtpd (a receiving MTA that records what it gets) and dkimpy (an
+# independent DKIM verifier) in a private virtualenv, dnsmasq (real DNS for MX and DMARC
+# records) and openssl (DKIM keys). Writes target/test-peers.env for the tests.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -9,14 +11,25 @@ cache="${ROOST_TOOL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/roost}"
 say() { printf 'test-peers: %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 apt_install() {
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" \
-    || { as_root apt-get update -q && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"; }
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null \
+    || { as_root apt-get update -q && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null; }
 }
 
 command -v python3 >/dev/null || apt_install python3
 command -v swaks >/dev/null || { say "installing swaks"; apt_install swaks; }
 # swaks needs Net::SSLeay for --tls.
 perl -MNet::SSLeay -e1 2>/dev/null || { say "installing libnet-ssleay-perl"; apt_install libnet-ssleay-perl libio-socket-ssl-perl; }
+
+command -v openssl >/dev/null || { say "installing openssl"; apt_install openssl; }
+command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || { say "installing dnsmasq-base"; apt_install dnsmasq-base; }
+dnsmasq_bin="$(command -v dnsmasq || echo /usr/sbin/dnsmasq)"
+
+venv="$cache/venv"
+if ! "$venv/bin/python" -c 'import aiosmtpd, dkim, nacl' 2>/dev/null; then
+  say "installing aiosmtpd and dkimpy into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q 'aiosmtpd==1.4.6' 'dkimpy==1.1.8' 'dnspython>=2' 'pynacl>=1.5'
+fi
 
 postfix_dir="$cache/postfix"
 if [ ! -x "$postfix_dir/usr/sbin/smtp-source" ]; then
@@ -38,5 +51,7 @@ mkdir -p "$here/target"
   echo "SMTP_SINK=$postfix_dir/usr/sbin/smtp-sink"
   echo "POSTFIX_LIB=$lib"
   echo "SWAKS=$(command -v swaks)"
+  echo "PEER_PYTHON=$venv/bin/python"
+  echo "DNSMASQ=$dnsmasq_bin"
 } > "$here/target/test-peers.env"
 say "ready"

@@ -6,6 +6,7 @@ mod lists;
 mod members;
 mod nodes;
 mod plugin;
+mod queue;
 mod serve;
 
 use std::path::PathBuf;
@@ -44,6 +45,8 @@ pub enum Command {
     Lists,
     /// Show the nodes of the cluster: state, last heartbeat, version, host.
     Nodes,
+    /// What waits to be delivered, per destination: recipients, next attempt, last reply.
+    Queue,
     /// Work with plugin components.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -114,6 +117,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => lists::migrate(&cli.config).await,
         Command::Lists => lists::show(&cli.config).await,
         Command::Nodes => nodes::show(&cli.config).await,
+        Command::Queue => queue::show(&cli.config).await,
         Command::Plugin(PluginCommand::Check { file }) => plugin::check(&file).await,
         Command::Members(MembersCommand::Add { list, addresses }) => {
             members::add(&cli.config, &list, &addresses).await
@@ -141,6 +145,7 @@ pub fn exit_code(e: &anyhow::Error) -> i32 {
         c.is::<ConfigError>()
             || c.is::<UsageError>()
             || c.is::<SetupError>()
+            || c.is::<crate::delivery::SetupError>()
             || matches!(
                 c.downcast_ref::<ClusterError>(),
                 Some(ClusterError::NameInUse { .. })

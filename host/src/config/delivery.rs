@@ -118,7 +118,10 @@ pub(super) fn delivery_config(
         .iter()
         .map(|s| {
             s.parse::<SocketAddr>()
-                .or_else(|_| s.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                .or_else(|_| {
+                    s.parse::<std::net::IpAddr>()
+                        .map(|ip| SocketAddr::new(ip, 53))
+                })
                 .map_err(|_| bad("nameservers", format!("`{s}` is not an IP address[:port]")))
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -142,7 +145,12 @@ pub(super) fn delivery_config(
         }
     };
     let default_limits = DomainLimits {
-        connections: count("per_domain_connections", raw.per_domain_connections, 8, 1_000)?,
+        connections: count(
+            "per_domain_connections",
+            raw.per_domain_connections,
+            8,
+            1_000,
+        )?,
         rate: rate("per_domain_rate", raw.per_domain_rate)?,
     };
     let mut domains = HashMap::new();
@@ -230,10 +238,7 @@ mod tests {
             super::host_port("127.0.0.1:2526"),
             Some(("127.0.0.1".into(), 2526))
         );
-        assert_eq!(
-            super::host_port("[::1]:25"),
-            Some(("::1".into(), 25))
-        );
+        assert_eq!(super::host_port("[::1]:25"), Some(("::1".into(), 25)));
         assert_eq!(super::host_port("relay.example.org"), None);
         assert_eq!(super::host_port("relay:0"), None);
     }

@@ -173,8 +173,9 @@ pub(super) fn load_list(
         .collect::<Result<Vec<_>, _>>()?;
 
     let archive = match raw.archive {
-        Some(url) if !(url.starts_with("http://") || url.starts_with("https://"))
-            || url.contains(|c: char| c.is_whitespace() || c == '<' || c == '>') =>
+        Some(url)
+            if !(url.starts_with("http://") || url.starts_with("https://"))
+                || url.contains(|c: char| c.is_whitespace() || c == '<' || c == '>') =>
         {
             return Err(ConfigError::invalid(
                 file,

@@ -10,7 +10,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    delivery::{DeliveryConfig, DeliverySection, HttpConfig, HttpSection, delivery_config, http_config},
+    delivery::{
+        DeliveryConfig, DeliverySection, HttpConfig, HttpSection, delivery_config, http_config,
+    },
     error::{ConfigError, line_col},
     parse::read_toml,
     plugin::{PluginEntry, PluginUse},

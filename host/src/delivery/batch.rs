@@ -89,7 +89,10 @@ impl Delivery {
                 };
                 let _ = tx.send(report(r, outcome)).await;
             }
-            tracing::warn!(recipients = recipients.len(), "post expired for these recipients");
+            tracing::warn!(
+                recipients = recipients.len(),
+                "post expired for these recipients"
+            );
             return BatchEnd {
                 batch: batch.id,
                 retry_at: None,

@@ -45,7 +45,9 @@ impl Reply {
         let parts: Vec<&str> = word.split('.').collect();
         if parts.len() == 3
             && matches!(parts[0], "2" | "4" | "5")
-            && parts[1..].iter().all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
+            && parts[1..]
+                .iter()
+                .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
         {
             return word.to_string();
         }
@@ -108,7 +110,11 @@ pub struct Dialer {
 impl Dialer {
     /// Connect, read the greeting, EHLO, and upgrade with STARTTLS when offered and
     /// `starttls` (a first try) is set.
-    pub async fn connect(&self, peer: SocketAddr, starttls: bool) -> Result<Connection, ClientError> {
+    pub async fn connect(
+        &self,
+        peer: SocketAddr,
+        starttls: bool,
+    ) -> Result<Connection, ClientError> {
         let stream = timeout(self.connect_timeout, TcpStream::connect(peer))
             .await
             .map_err(|_| ClientError::Timeout("connect"))?
@@ -129,7 +135,10 @@ impl Dialer {
             return Err(ClientError::Refused(greeting));
         }
         conn.hello(&self.helo).await?;
-        if starttls && conn.ext.starttls && let Some(tls) = &self.tls {
+        if starttls
+            && conn.ext.starttls
+            && let Some(tls) = &self.tls
+        {
             conn.write(b"STARTTLS\r\n").await?;
             let reply = conn.read_reply().await?;
             if reply.code == 220 {

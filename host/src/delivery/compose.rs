@@ -131,7 +131,10 @@ pub fn notice(
         ("MIME-Version", "1.0".to_string()),
         ("Content-Type", "text/plain; charset=utf-8".to_string()),
         ("Content-Transfer-Encoding", "8bit".to_string()),
-        ("List-Id", format!("{} <{local}.{domain}>", display_name(&list.name))),
+        (
+            "List-Id",
+            format!("{} <{local}.{domain}>", display_name(&list.name)),
+        ),
         ("Auto-Submitted", "auto-generated".to_string()),
         ("Precedence", "list".to_string()),
     ];
@@ -237,10 +240,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("Reply-To: <alice@example.com>\r\n"), "{text}");
-        assert_eq!(
-            author(text.as_bytes()).unwrap().1,
-            "news@lists.example.org"
-        );
+        assert_eq!(author(text.as_bytes()).unwrap().1, "news@lists.example.org");
     }
 
     #[test]

@@ -83,6 +83,30 @@ impl Signer {
         let signature = self.signer.sign(copy).map_err(|e| e.to_string())?;
         let mut out = Vec::with_capacity(512);
         signature.write_header(&mut out);
+        // mail-auth may fold right after the last byte of `b=`, leaving `<FWS>;` at the
+        // end. RFC 6376 deletes whitespace around the `b=` value before hashing, but common
+        // verifiers (dkimpy, so also many filters) keep it and fail the signature, so the
+        // fold is taken out; it was never part of what was signed.
+        if out.ends_with(b"\r\n\t;\r\n") {
+            out.truncate(out.len() - 6);
+            out.extend_from_slice(b";\r\n");
+        }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keys_that_are_not_keys_are_refused_with_the_file_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a key").unwrap();
+        let err = super::load_key(&junk).err().unwrap();
+        assert!(err.contains("junk.pem"), "{err}");
+        let missing = super::load_key(&dir.path().join("missing.pem"))
+            .err()
+            .unwrap();
+        assert!(missing.contains("cannot read"), "{missing}");
     }
 }

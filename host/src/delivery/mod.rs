@@ -224,9 +224,13 @@ impl Delivery {
                 .expand_post(&self.node, &job.message_id, self.config.batch_size)
                 .await
             {
-                Ok(Some(n)) => tracing::info!(post = %job.message_id, recipients = n, "fan-out queued"),
+                Ok(Some(n)) => {
+                    tracing::info!(post = %job.message_id, recipients = n, "fan-out queued")
+                }
                 Ok(None) => {}
-                Err(e) => tracing::warn!(post = %job.message_id, error = %e, "cannot expand post; will retry"),
+                Err(e) => {
+                    tracing::warn!(post = %job.message_id, error = %e, "cannot expand post; will retry")
+                }
             }
         }
     }

@@ -94,9 +94,7 @@ impl Preparer {
             }
             Err(_) => Arc::new(OnceCell::new()),
         };
-        slot.get_or_try_init(|| self.prepare(id))
-            .await
-            .cloned()
+        slot.get_or_try_init(|| self.prepare(id)).await.cloned()
     }
 
     async fn prepare(&self, id: &str) -> Result<Arc<Prepared>, PrepareError> {

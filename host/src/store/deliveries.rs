@@ -168,7 +168,12 @@ impl Store {
 
     /// Lease up to `limit` batches that are due (their retry time has come and nobody
     /// holds them, or their holder's lease lapsed).
-    pub async fn claim_batches(&self, owner: &str, lease_ms: i64, limit: u32) -> Result<Vec<Batch>> {
+    pub async fn claim_batches(
+        &self,
+        owner: &str,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<Batch>> {
         let now = now_ms();
         let lock = match self.backend() {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
@@ -295,7 +300,7 @@ impl Store {
                 let sql = format!(
                     "INSERT INTO bounces (list, member_id, address, message_id, source, status, \
                      diagnostic, temporary, at) VALUES {}",
-                    values_list(failed.len(), 8, 1, "")
+                    values_list(failed.len(), 9, 1, "")
                 );
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                 for r in failed {
@@ -315,7 +320,8 @@ impl Store {
                         .bind(if *expired { "expiry" } else { "delivery" })
                         .bind(status)
                         .bind(reply)
-                        .bind(0i64);
+                        .bind(0i64)
+                        .bind(now);
                     // `temporary` is 0: a permanent reply, or a temporary one that never
                     // cleared before the post expired.
                 }
@@ -331,8 +337,7 @@ impl Store {
                 .iter()
                 .filter(|r| matches!(r.outcome, Outcome::Failed { .. }))
                 .count() as i64;
-            super::stats::add_stats(&mut tx, now, node, results.len() as i64, sent, failed)
-                .await?;
+            super::stats::add_stats(&mut tx, now, node, results.len() as i64, sent, failed).await?;
         }
         for end in ends {
             match end.retry_at {

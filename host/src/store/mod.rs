@@ -12,8 +12,8 @@ mod members;
 mod messages;
 mod nodes;
 mod notices;
-mod spool;
 mod settings;
+mod spool;
 mod stats;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

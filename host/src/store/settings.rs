@@ -14,9 +14,10 @@ impl Store {
             .bind(hex::encode(fresh))
             .execute(self.pool())
             .await?;
-        let value: String = sqlx::query_scalar("SELECT value FROM settings WHERE name = 'token-key'")
-            .fetch_one(self.pool())
-            .await?;
+        let value: String =
+            sqlx::query_scalar("SELECT value FROM settings WHERE name = 'token-key'")
+                .fetch_one(self.pool())
+                .await?;
         hex::decode(value.trim())
             .map_err(|_| super::StoreError::Invalid("settings.token-key is not hex".into()))
     }

@@ -182,3 +182,24 @@ where
     }
     panic!("timed out waiting for: {what}");
 }
+
+/// Send one message with smtplib; returns the message id from "250 2.0.0 OK: queued as ID".
+pub fn send(smtp: &str, from: &str, to: &str, subject: &str, body: &str) -> String {
+    let program = r#"
+import smtplib, sys
+host, port = sys.argv[1].split(":")
+s = smtplib.SMTP(host, int(port), timeout=30)
+s.ehlo("client.example.org")
+s.mail(sys.argv[2])
+code, msg = s.rcpt(sys.argv[3])
+assert code == 250, (code, msg)
+msg = ("From: Ann <%s>\r\nTo: %s\r\nSubject: %s\r\n\r\n%s\r\n" % (sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])).encode()
+code, resp = s.data(msg)
+assert code == 250, (code, resp)
+print(resp.decode().split()[-1])
+s.quit()
+"#;
+    python(program, &[smtp, from, to, subject, body])
+        .trim()
+        .to_string()
+}
