@@ -32,12 +32,14 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # Figures, not pass/fail (release build): plugin call cost and compile-cache hit time;
-# SMTP intake against Postfix's smtp-sink and a durable Postfix instance.
+# SMTP intake against Postfix's smtp-sink and a durable Postfix instance; a 100,000-member
+# fan-out against Postfix relaying the same with XVERP.
 bench: plugins
 	scripts/ensure-postgres.sh
 	scripts/ensure-test-peers.sh
 	$(CARGO) bench -p roost --bench plugin_calls
 	$(CARGO) bench -p roost --bench intake
+	$(CARGO) bench -p roost --bench fanout
 
 clean:
 	$(CARGO) clean

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# A private Postfix instance that queues durably, for the intake benchmark's comparison:
-#   scripts/bench-postfix.sh start PORT DIR   (listens on 127.0.0.1:PORT, discards after queueing)
+# A private Postfix instance for the benchmarks' comparisons:
+#   scripts/bench-postfix.sh start PORT DIR             durable intake: queues (fsync'd like
+#                                                        any Postfix queue), then discards
+#   scripts/bench-postfix.sh start PORT DIR RELAY_PORT  fan-out: relays everything to
+#                                                        [127.0.0.1]:RELAY_PORT, XVERP allowed
 #   scripts/bench-postfix.sh stop DIR
-# It relays for 127.0.0.0/8 into its queue (fsync'd like any Postfix queue) and delivers
-# everything to the discard transport, so what is measured is the durable intake.
+# It listens on 127.0.0.1:PORT and accepts mail from 127.0.0.0/8 only.
 set -euo pipefail
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 cmd="${1:?start|stop}"; 
@@ -14,7 +16,7 @@ if [ "$cmd" = stop ]; then
   exit 0
 fi
 
-port="${2:?PORT}"; dir="${3:?DIR}"
+port="${2:?PORT}"; dir="${3:?DIR}"; relay="${4:-}"
 if ! command -v postfix >/dev/null 2>&1 || [ ! -f /etc/postfix/main.cf ]; then
   echo "postfix postfix/main_mailer_type select No configuration" | as_root debconf-set-selections
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postfix >/dev/null \
@@ -51,6 +53,18 @@ default_process_limit = 200
 maillog_file = $dir/maillog
 maillog_file_prefixes = $dir
 CONF
+if [ -n "$relay" ]; then
+  # Postfix's defaults otherwise (20 connections to the one destination), as measured in
+  # ../shared/TESTING-PEERS.md; one message may name all the list's recipients.
+  cat >> "$dir/etc/main.cf" <<CONF
+relayhost = [127.0.0.1]:$relay
+default_transport = smtp
+relay_transport = smtp
+smtpd_authorized_verp_clients = 127.0.0.0/8
+smtpd_recipient_limit = 1000000
+smtp_tls_security_level = none
+CONF
+fi
 as_root postfix -c "$dir/etc" check
 as_root postfix -c "$dir/etc" start >/dev/null 2>&1 || as_root postfix -c "$dir/etc" reload >/dev/null
 for _ in $(seq 1 50); do

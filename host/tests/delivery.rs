@@ -66,10 +66,14 @@ with_database_urls!(
     every_enabled_member_gets_one_personalised_copy,
     |url: String| async move {
         let sink = Recorder::start(&[]);
+        let stamp = format!(
+            "\n[[plugin]]\nuse = \"{}\"\n",
+            common::component("stamp").display()
+        );
         let mut node = node(
             &url,
             &format!("smarthost = \"{}\"", sink.addr()),
-            vec![("news.toml", list_file(""))],
+            vec![("news.toml", list_file(&stamp))],
         );
         let rows = members(30, 3);
         import(&node, &rows);
@@ -133,6 +137,10 @@ with_database_urls!(
                 assert!(text.contains(field), "{field} missing in\n{text}");
             }
             assert!(!text.contains("{{roost:"), "placeholders left in\n{text}");
+            assert!(
+                text.contains(&format!("X-Roost-Recipient: {rcpt}\r\n")),
+                "the on-deliver edit for this recipient in\n{text}"
+            );
         }
         let states = store.recipient_states(&id).await.unwrap();
         assert_eq!(states.get("sent"), Some(&30), "{states:?}");
@@ -591,5 +599,96 @@ async fn held_posts_approved_go_out_and_rejections_notify_the_author() {
     );
     let copies: Vec<&Received> = all.iter().filter(|r| r.to != ["ann@example.org"]).collect();
     assert!(copies.iter().all(|c| c.text().contains("keep me")));
+    assert!(node.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starttls_when_offered_and_the_domain_rate_is_held() {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    let status = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=mx.example"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(status.success());
+    let sink = Recorder::start(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("roost.db").display());
+    let mut node = node(
+        &url,
+        &format!(
+            "smarthost = \"{}\"\n\n[delivery.domain.\"d0.example\"]\nrate = 20\nconnections = 2",
+            sink.addr()
+        ),
+        vec![("news.toml", list_file(""))],
+    );
+    import(&node, &members(50, 1));
+    send(&node.smtp, "ann@example.org", LIST, "Paced", "slowly");
+    let got = sink.wait_for(50, Duration::from_secs(30)).await;
+    assert!(got.iter().all(|c| c.tls), "every copy went over STARTTLS");
+    let first = got.iter().map(|c| c.at).fold(f64::MAX, f64::min);
+    let last = got.iter().map(|c| c.at).fold(0.0, f64::max);
+    // 20 at once (a second's burst), then 30 at 20 per second.
+    assert!(
+        last - first >= 1.2,
+        "50 copies at 20/s took only {:.2}s",
+        last - first
+    );
+    assert!(node.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recipients_that_keep_failing_expire_into_bounces() {
+    let sink = Recorder::start(&["--defer", "stuck:1000"]);
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("roost.db").display());
+    let mut node = node(
+        &url,
+        &format!("smarthost = \"{}\"\nmax_age = \"2s\"", sink.addr()),
+        vec![("news.toml", list_file(""))],
+    );
+    let (code, _, err) = node.roost(&[
+        "members",
+        "add",
+        "news",
+        "stuck@a.example",
+        "fine@a.example",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let store = Store::connect(&node.db_url).await.unwrap();
+    let id = send(&node.smtp, "ann@example.org", LIST, "Expiring", "body");
+    let mut row = None;
+    for _ in 0..100 {
+        row = sqlx::query_as::<_, (String, String, i64)>(
+            "SELECT source, status, temporary FROM bounces WHERE message_id = $1",
+        )
+        .bind(&id)
+        .fetch_optional(store.pool())
+        .await
+        .unwrap();
+        if row.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(row, Some(("expiry".into(), "4.4.7".into(), 0)));
+    let states = store.recipient_states(&id).await.unwrap();
+    assert_eq!(states.get("expired"), Some(&1), "{states:?}");
+    assert_eq!(states.get("sent"), Some(&1), "{states:?}");
+    let (_, out, _) = node.roost(&["queue"]);
+    assert!(out.contains("nothing waits"), "{out}");
     assert!(node.stop().success());
 }

@@ -191,10 +191,8 @@ impl Delivery {
                         Outcome::Deferred(reply.summary())
                     };
                     let _ = tx.send(report(r, outcome)).await;
-                    if !usable {
-                        if let Some(c) = conn.take() {
-                            tokio::spawn(c.quit());
-                        }
+                    if !usable && let Some(c) = conn.take() {
+                        tokio::spawn(c.quit());
                     }
                     reused = false;
                     i += 1;

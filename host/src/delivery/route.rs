@@ -40,11 +40,13 @@ pub enum Dmarc {
     Strict,
 }
 
+type Route = Result<Vec<SocketAddr>, RouteError>;
+
 pub struct Router {
     resolver: Option<TokioResolver>,
     smarthost: Option<(String, u16)>,
     mx_port: u16,
-    routes: Mutex<HashMap<String, (Instant, Result<Vec<SocketAddr>, RouteError>)>>,
+    routes: Mutex<HashMap<String, (Instant, Route)>>,
     policies: Mutex<HashMap<String, (Instant, Dmarc)>>,
 }
 

@@ -24,6 +24,8 @@ pub struct Received {
     pub from: String,
     pub to: Vec<String>,
     pub tls: bool,
+    /// When the receiver acknowledged it (seconds since the epoch).
+    pub at: f64,
 }
 
 impl Received {
@@ -81,6 +83,7 @@ impl Recorder {
                     })
                     .unwrap_or_default(),
                 tls: v["tls"].as_bool().unwrap_or(false),
+                at: v["at"].as_f64().unwrap_or(0.0),
             })
             .collect()
     }

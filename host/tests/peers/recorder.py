@@ -9,7 +9,7 @@ Rules on recipients (substring of the address -> reply), for retry and bounce te
   --defer SUBSTR:N     451 4.2.0 at RCPT for the first N attempts per address
   --delay-ms MS        sleep before answering DATA (slows a fan-out down)
 """
-import argparse, asyncio, json, os, ssl, sys, threading
+import argparse, asyncio, json, os, ssl, sys, threading, time
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
@@ -50,7 +50,7 @@ class Recorder:
                 f.flush()
                 os.fsync(f.fileno())
             self.log.write(json.dumps({"file": name, "from": envelope.mail_from, "to": envelope.rcpt_tos,
-                                       "tls": bool(session.ssl)}) + "\n")
+                                       "tls": bool(session.ssl), "at": time.time()}) + "\n")
             self.log.flush()
         return "250 2.0.0 queued as %s" % name
 

@@ -1,0 +1,339 @@
+//! Fan-out benchmark: one post to a list of 100,000 members over 100 domains, delivered
+//! through a smarthost to Postfix's smtp-sink on loopback. Recipients per second from the
+//! post's 250 to the last copy recorded as accepted by the sink, the node's peak memory
+//! and the database size; once with no plugins and once with a plugin (`stamp`) whose
+//! `on-deliver` edits every copy. In the same run, the peer: Postfix relaying one message
+//! to the same recipients with XVERP (one copy per recipient, as Roost's VERP) to the same
+//! sink.
+//!
+//! Run with `make bench`. Prints figures. `ROOST_BENCH_MEMBERS` changes the list size.
+
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    net::TcpStream,
+};
+
+const DOMAINS: usize = 100;
+const LIST: &str = "news@lists.example.org";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn peer(name: &str) -> String {
+    let text = std::fs::read_to_string(root().join("target/test-peers.env"))
+        .expect("target/test-peers.env: run `make bench`, which installs the peers");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}=")).map(str::to_string))
+        .expect(name)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn wait_listening(addr: &str) {
+    for _ in 0..300 {
+        if TcpStream::connect(addr).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nothing listens on {addr}");
+}
+
+fn members(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("member{i}@d{}.example", i % DOMAINS))
+        .collect()
+}
+
+/// A 4 KB post.
+fn post_body() -> String {
+    let mut body = String::from(
+        "From: Ann <ann@example.org>\r\nTo: news@lists.example.org\r\nSubject: fan-out\r\n\r\n",
+    );
+    while body.len() < 4096 {
+        body.push_str(&"x".repeat(76));
+        body.push_str("\r\n");
+    }
+    body
+}
+
+async fn reply(r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> (u16, String) {
+    let mut all = String::new();
+    loop {
+        let mut line = String::new();
+        let n = r.read_line(&mut line).await.expect("read reply");
+        assert!(n > 0, "server closed the connection");
+        all.push_str(&line);
+        if line.as_bytes().get(3) != Some(&b'-') {
+            return (line[..3].parse().unwrap_or(0), all);
+        }
+    }
+}
+
+/// Send one message to `rcpts` (pipelined RCPTs; `mail_from` is everything after
+/// `MAIL FROM:`); returns when the 250 for the data came.
+async fn submit(addr: &str, mail_from: &str, rcpts: &[String]) {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    tcp.set_nodelay(true).unwrap();
+    let (rd, mut wr) = tcp.into_split();
+    let mut rd = BufReader::new(rd);
+    assert_eq!(reply(&mut rd).await.0, 220);
+    wr.write_all(b"EHLO bench.example.org\r\n").await.unwrap();
+    assert_eq!(reply(&mut rd).await.0, 250);
+    wr.write_all(format!("MAIL FROM:{mail_from}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let (code, text) = reply(&mut rd).await;
+    assert_eq!(code, 250, "{text}");
+    for chunk in rcpts.chunks(1000) {
+        let mut out = String::new();
+        for r in chunk {
+            out.push_str(&format!("RCPT TO:<{r}>\r\n"));
+        }
+        wr.write_all(out.as_bytes()).await.unwrap();
+        for _ in chunk {
+            let (code, text) = reply(&mut rd).await;
+            assert_eq!(code, 250, "{text}");
+        }
+    }
+    wr.write_all(b"DATA\r\n").await.unwrap();
+    assert_eq!(reply(&mut rd).await.0, 354);
+    wr.write_all(post_body().as_bytes()).await.unwrap();
+    wr.write_all(b".\r\n").await.unwrap();
+    let (code, text) = reply(&mut rd).await;
+    assert_eq!(code, 250, "{text}");
+    let _ = wr.write_all(b"QUIT\r\n").await;
+}
+
+struct Row {
+    name: String,
+    seconds: f64,
+    recipients: usize,
+    peak_mib: Option<f64>,
+    db_mib: Option<f64>,
+}
+
+impl Row {
+    fn rate(&self) -> f64 {
+        self.recipients as f64 / self.seconds
+    }
+}
+
+/// Peak resident memory of a process (VmHWM), in MiB.
+fn peak_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+async fn roost(name: &str, sink: &str, n: usize, plugin: Option<&str>) -> Row {
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = format!("127.0.0.1:{}", free_port());
+    let config = format!(
+        "[node]\nname = \"bench\"\nhostname = \"lists.example.org\"\n\
+         [database]\nurl = \"sqlite://roost.db\"\n\
+         [plugins]\ndir = \"{}\"\ncache_dir = \"{}\"\n\
+         [smtp]\nlisten = [\"{smtp}\"]\n\
+         [delivery]\nsmarthost = \"{sink}\"\n\
+         [http]\npublic_url = \"https://lists.example.org\"\n",
+        root().join("target/plugins").display(),
+        root().join("target/plugin-cache-bench").display()
+    );
+    std::fs::write(dir.path().join("roost.toml"), config).unwrap();
+    std::fs::create_dir(dir.path().join("lists")).unwrap();
+    let chain = plugin.map_or(String::new(), |p| format!("\n[[plugin]]\nuse = \"{p}\"\n"));
+    std::fs::write(
+        dir.path().join("lists/news.toml"),
+        format!("address = \"{LIST}\"\nname = \"News\"\n{chain}"),
+    )
+    .unwrap();
+    let csv = dir.path().join("members.csv");
+    std::fs::write(&csv, members(n).join("\n")).unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_roost"))
+        .args(["members", "import", "news"])
+        .arg(&csv)
+        .arg("--config")
+        .arg(dir.path().join("roost.toml"))
+        .env("ROOST_LOG", "error")
+        .stderr(Stdio::null())
+        .status()
+        .expect("roost members import");
+    assert!(status.success());
+
+    let mut child: Child = Command::new(env!("CARGO_BIN_EXE_roost"))
+        .args(["serve", "--config"])
+        .arg(dir.path().join("roost.toml"))
+        .env("ROOST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start roost");
+    wait_listening(&smtp).await;
+    let url = format!("sqlite://{}", dir.path().join("roost.db").display());
+    let store = roost::store::Store::connect(&url).await.expect("db");
+
+    submit(&smtp, "<ann@example.org>", &[LIST.to_string()]).await;
+    let started = Instant::now();
+    loop {
+        let sent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM recipients WHERE state = 'sent'")
+            .fetch_one(store.pool())
+            .await
+            .expect("count");
+        if sent as usize >= n {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(900),
+            "{name}: only {sent} of {n} delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let peak = peak_mib(child.id());
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    store.close().await;
+    let size = |f: &str| std::fs::metadata(dir.path().join(f)).map_or(0, |m| m.len());
+    let db = (size("roost.db") + size("roost.db-wal")) as f64 / (1 << 20) as f64;
+    Row {
+        name: name.to_string(),
+        seconds,
+        recipients: n,
+        peak_mib: peak,
+        db_mib: Some(db),
+    }
+}
+
+async fn postfix(sink_port: u16, n: usize) -> Row {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let script = root().join("scripts/bench-postfix.sh");
+    let ok = Command::new(&script)
+        .args(["start", &port.to_string()])
+        .arg(dir.path())
+        .arg(sink_port.to_string())
+        .status()
+        .expect("bench-postfix.sh");
+    assert!(ok.success(), "cannot start the Postfix instance");
+    let addr = format!("127.0.0.1:{port}");
+    wait_listening(&addr).await;
+    // XVERP: one copy per recipient, each with its own return path.
+    submit(
+        &addr,
+        "<news-bounces@lists.example.org> XVERP=+=",
+        &members(n),
+    )
+    .await;
+    let started = Instant::now();
+    loop {
+        let out = Command::new("postqueue")
+            .arg("-c")
+            .arg(dir.path().join("etc"))
+            .arg("-p")
+            .output()
+            .expect("postqueue");
+        let text = String::from_utf8_lossy(&out.stdout);
+        if text.contains("Mail queue is empty") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1800),
+            "Postfix did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let _ = Command::new(&script).arg("stop").arg(dir.path()).status();
+    Row {
+        name: "Postfix XVERP relay".into(),
+        seconds,
+        recipients: n,
+        peak_mib: None,
+        db_mib: None,
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let n: usize = std::env::var("ROOST_BENCH_MEMBERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let sink_port = free_port();
+    let sink_addr = format!("127.0.0.1:{sink_port}");
+    let mut sink = Command::new(peer("SMTP_SINK"))
+        .env("LD_LIBRARY_PATH", peer("POSTFIX_LIB"))
+        .args(["-u", "nobody", &sink_addr, "1024"])
+        .spawn()
+        .expect("smtp-sink");
+    wait_listening(&sink_addr).await;
+
+    let mut rows = vec![
+        roost("Roost, no plugins", &sink_addr, n, None).await,
+        roost(
+            "Roost, on-deliver edits each copy",
+            &sink_addr,
+            n,
+            Some("stamp"),
+        )
+        .await,
+        postfix(sink_port, n).await,
+    ];
+    let _ = sink.kill();
+    let _ = sink.wait();
+
+    println!();
+    println!(
+        "Fan-out: one 4 KB post to {n} members over {DOMAINS} domains, smarthost to smtp-sink;"
+    );
+    println!("from the post's 250 to the last copy accepted by the sink (SQLite).");
+    println!();
+    println!(
+        "{:<36} {:>10} {:>10} {:>10} {:>10}",
+        "", "seconds", "rcpt/s", "peak MiB", "DB MiB"
+    );
+    for r in &rows {
+        let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
+        println!(
+            "{:<36} {:>10.1} {:>10.0} {:>10} {:>10}",
+            r.name,
+            r.seconds,
+            r.rate(),
+            opt(r.peak_mib),
+            opt(r.db_mib)
+        );
+    }
+    let postfix = rows.pop().map_or(1.0, |r| r.rate());
+    let (plain, plugin) = (rows[0].rate(), rows[1].rate());
+    println!();
+    println!("Roost / Postfix, no plugins:       {:.2}x", plain / postfix);
+    println!(
+        "Roost / Postfix, on-deliver:       {:.2}x",
+        plugin / postfix
+    );
+    println!(
+        "per-recipient plugin cost:         {:.1}% of the no-plugin rate",
+        (1.0 - plugin / plain) * 100.0
+    );
+}
