@@ -27,6 +27,8 @@ fi
 if ! grep -q "^alternate_config_directories.*$dir/etc" /etc/postfix/main.cf; then
   as_root postconf -e "alternate_config_directories = $dir/etc"
 fi
+transport="discard:"
+[ -z "$relay" ] || transport="smtp"
 mkdir -p "$dir/etc" "$dir/spool" "$dir/data"
 chown -R root "$dir"
 chown postfix "$dir/data"
@@ -44,9 +46,9 @@ inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
 relay_domains =
 smtpd_relay_restrictions = permit_mynetworks, reject
-default_transport = discard:
+default_transport = $transport
 local_transport = discard:
-relay_transport = discard:
+relay_transport = $transport
 smtpd_client_connection_count_limit = 0
 smtpd_client_message_rate_limit = 0
 default_process_limit = 200
@@ -58,8 +60,6 @@ if [ -n "$relay" ]; then
   # ../shared/TESTING-PEERS.md; one message may name all the list's recipients.
   cat >> "$dir/etc/main.cf" <<CONF
 relayhost = [127.0.0.1]:$relay
-default_transport = smtp
-relay_transport = smtp
 smtpd_authorized_verp_clients = 127.0.0.0/8
 smtpd_recipient_limit = 1000000
 smtp_tls_security_level = none

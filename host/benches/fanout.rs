@@ -175,10 +175,10 @@ async fn roost(name: &str, sink: &str, n: usize, plugin: Option<&str>) -> Row {
         .arg("--config")
         .arg(dir.path().join("roost.toml"))
         .env("ROOST_LOG", "error")
-        .stderr(Stdio::null())
+        .stdout(Stdio::null())
         .status()
         .expect("roost members import");
-    assert!(status.success());
+    assert!(status.success(), "members import failed");
 
     let mut child: Child = Command::new(env!("CARGO_BIN_EXE_roost"))
         .args(["serve", "--config"])
@@ -295,7 +295,12 @@ async fn main() {
             "Roost, on-deliver edits each copy",
             &sink_addr,
             n,
-            Some("stamp"),
+            Some(
+                &root()
+                    .join("target/test-plugins/stamp.wasm")
+                    .display()
+                    .to_string(),
+            ),
         )
         .await,
         postfix(sink_port, n).await,

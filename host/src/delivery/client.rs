@@ -32,9 +32,10 @@ impl Reply {
 
     /// `550 5.1.1 text` as one line, for logs and the database.
     pub fn summary(&self) -> String {
-        let mut text = format!("{} {}", self.code, self.lines.join(" "));
-        text.truncate(500);
-        text
+        format!("{} {}", self.code, self.lines.join(" "))
+            .chars()
+            .take(500)
+            .collect()
     }
 
     /// The enhanced status code (`5.1.1`) if the reply has one, else one made from the
@@ -318,7 +319,12 @@ impl Connection {
             if let Some(nl) = self.buf[self.pos..].iter().position(|&b| b == b'\n') {
                 let line = &self.buf[self.pos..self.pos + nl];
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
-                let text = String::from_utf8_lossy(line).into_owned();
+                // A reply is stored and logged: control characters (a NUL would be refused
+                // by PostgreSQL and stall the recording of every outcome) become spaces.
+                let text = String::from_utf8_lossy(line)
+                    .chars()
+                    .map(|c| if c.is_control() { ' ' } else { c })
+                    .collect();
                 self.pos += nl + 1;
                 return Ok(text);
             }

@@ -278,6 +278,7 @@ impl Delivery {
     /// lost (another node has them now).
     async fn renew_leases(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(30_000);
+        let mut renewed = std::time::Instant::now();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(self.lease / 3) => {}
@@ -288,10 +289,12 @@ impl Delivery {
                 Err(_) => continue,
             };
             if ids.is_empty() {
+                renewed = std::time::Instant::now();
                 continue;
             }
             match self.store.renew_batches(&self.node, &ids, lease_ms).await {
                 Ok(held) => {
+                    renewed = std::time::Instant::now();
                     if let Ok(m) = self.inflight.lock() {
                         for (id, flag) in m.iter() {
                             if ids.contains(id) && !held.contains(id) {
@@ -300,7 +303,18 @@ impl Delivery {
                         }
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot renew batch leases"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot renew batch leases");
+                    // Past two thirds of a lease without a renewal, another node may take
+                    // these batches soon: stop sending them rather than send twice.
+                    if renewed.elapsed() > self.lease * 2 / 3
+                        && let Ok(m) = self.inflight.lock()
+                    {
+                        for flag in m.values() {
+                            flag.store(true, Ordering::Relaxed);
+                        }
+                    }
+                }
             }
         }
     }

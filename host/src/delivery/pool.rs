@@ -12,8 +12,8 @@ use super::client::Connection;
 /// An idle connection older than this is closed rather than reused (receivers drop idle
 /// clients after a while; Postfix's own cache keeps them 2 s to 5 s).
 const IDLE: Duration = Duration::from_secs(5);
-/// Idle connections kept per host.
-const PER_HOST: usize = 16;
+/// Idle connections kept per host (a smarthost serves every batch in flight).
+const PER_HOST: usize = 64;
 
 #[derive(Default)]
 pub struct Pool {

@@ -52,8 +52,16 @@ pub struct Router {
 
 impl Router {
     pub fn new(config: &DeliveryConfig) -> Router {
+        // A lookup must not hold a batch for long: two tries of two seconds, then the batch
+        // waits for its next attempt (MX) or the copy goes unrewritten (DMARC).
+        let quick = |mut b: hickory_resolver::ResolverBuilder<TokioRuntimeProvider>| {
+            let opts = b.options_mut();
+            opts.timeout = Duration::from_secs(2);
+            opts.attempts = 2;
+            b.build()
+        };
         let resolver = if config.nameservers.is_empty() {
-            TokioResolver::builder_tokio().and_then(|b| b.build()).ok()
+            TokioResolver::builder_tokio().and_then(quick).ok()
         } else {
             let servers = config
                 .nameservers
@@ -66,11 +74,10 @@ impl Router {
                     ns
                 })
                 .collect();
-            TokioResolver::builder_with_config(
+            quick(TokioResolver::builder_with_config(
                 ResolverConfig::from_name_servers(servers),
                 TokioRuntimeProvider::default(),
-            )
-            .build()
+            ))
             .ok()
         };
         if resolver.is_none() {
