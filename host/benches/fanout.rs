@@ -155,9 +155,10 @@ async fn roost(name: &str, sink: &str, n: usize, plugin: Option<&str>) -> Row {
          [plugins]\ndir = \"{}\"\ncache_dir = \"{}\"\n\
          [smtp]\nlisten = [\"{smtp}\"]\n\
          [delivery]\nsmarthost = \"{sink}\"\n\
-         [http]\npublic_url = \"https://lists.example.org\"\n",
+         [http]\nlisten = \"127.0.0.1:{}\"\npublic_url = \"https://lists.example.org\"\n",
         root().join("target/plugins").display(),
-        root().join("target/plugin-cache-bench").display()
+        root().join("target/plugin-cache-bench").display(),
+        free_port()
     );
     std::fs::write(dir.path().join("roost.toml"), config).unwrap();
     std::fs::create_dir(dir.path().join("lists")).unwrap();

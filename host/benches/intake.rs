@@ -188,9 +188,10 @@ fn start_roost(db_url: &str) -> Roost {
     let addr = format!("127.0.0.1:{}", free_port());
     let config = format!(
         "[node]\nname = \"bench\"\nhostname = \"lists.example.org\"\n[database]\nurl = \"{db_url}\"\n\
-         [plugins]\ndir = \"{}\"\ncache_dir = \"{}\"\n[smtp]\nlisten = [\"{addr}\"]\nmax_sessions = 1000\n",
+         [plugins]\ndir = \"{}\"\ncache_dir = \"{}\"\n[smtp]\nlisten = [\"{addr}\"]\nmax_sessions = 1000\n[http]\nlisten = \"127.0.0.1:{}\"\n",
         root().join("target/plugins").display(),
-        root().join("target/plugin-cache-bench").display()
+        root().join("target/plugin-cache-bench").display(),
+        free_port()
     );
     std::fs::write(dir.path().join("roost.toml"), config).unwrap();
     std::fs::create_dir(dir.path().join("lists")).unwrap();

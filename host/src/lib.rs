@@ -4,8 +4,11 @@
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod confirm;
 pub mod delivery;
+pub mod http;
 pub mod message;
+pub mod metrics;
 pub mod pipeline;
 pub mod plugins;
 pub mod smtp;

@@ -14,6 +14,7 @@ use super::{load_config, open_store, runtime_for};
 use crate::{
     cluster::Membership,
     delivery::Delivery,
+    http::HttpState,
     pipeline::{Chains, Processor},
     smtp::{self, Directory, Intake, LocalWork},
     store::{Backend, Spool},
@@ -53,6 +54,10 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
         listeners.push(l);
     }
 
+    let http_listener = TcpListener::bind(config.node.http.listen)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {}", config.node.http.listen))?;
+
     // Hold the node name first: only then is it safe to take back this name's leases.
     let membership = Membership::join(
         store.clone(),
@@ -72,13 +77,28 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
         Ok(k) if !k.is_empty() => k.into_bytes(),
         _ => store.token_key().await?,
     };
+    let keys = TokenKey::new(&key);
     let (delivery, recorder) = Delivery::new(
         &config,
         store.clone(),
         runtime.clone(),
         &chains,
-        TokenKey::new(&key),
+        keys.clone(),
     )?;
+    let http = Arc::new(HttpState {
+        store: store.clone(),
+        node: node.clone(),
+        lists: config
+            .lists
+            .iter()
+            .map(|l| (l.address.clone(), l.clone()))
+            .collect(),
+        keys: keys.clone(),
+        public_url: config.node.http.public_url.clone(),
+        api_token: config.node.http.api_token.clone(),
+        runtime: runtime.clone(),
+        chains: chains.clone(),
+    });
 
     let writers = match store.backend() {
         Backend::Sqlite => 1,
@@ -127,6 +147,11 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(processor.clone().run(stopped.clone())));
     }
     tasks.push(tokio::spawn(delivery.clone().run(stopped.clone())));
+    tasks.push(tokio::spawn(crate::http::serve(
+        http_listener,
+        http,
+        stopped.clone(),
+    )));
     // The recorder ends when the last holder of the delivery is gone: the tasks above.
     drop(delivery);
 
@@ -146,10 +171,11 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
         "node ready"
     );
     println!(
-        "roost node {node} ready: {} list(s), {} plugin(s), SMTP on {} ({} ms)",
+        "roost node {node} ready: {} list(s), {} plugin(s), SMTP on {}, HTTP on {} ({} ms)",
         config.lists.len(),
         chains.plugin_count(),
         listen.join(", "),
+        config.node.http.listen,
         started.elapsed().as_millis()
     );
     for list in &config.lists {

@@ -39,6 +39,7 @@ struct DomainSection {
 pub(super) struct HttpSection {
     listen: Option<String>,
     public_url: Option<String>,
+    api_token: Option<String>,
 }
 
 /// Limits for one destination domain.
@@ -89,11 +90,24 @@ impl DeliveryConfig {
 }
 
 /// The HTTP surface.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
     /// Base of the links in copies (unsubscribe, tracking), without a trailing `/`.
     pub public_url: String,
+    /// Bearer token of the REST API (`ROOST_API_TOKEN` overrides); none: the API is off.
+    pub api_token: Option<String>,
+}
+
+/// The token is a secret: never printed.
+impl std::fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpConfig")
+            .field("listen", &self.listen)
+            .field("public_url", &self.public_url)
+            .field("api_token", &self.api_token.as_ref().map(|_| "(set)"))
+            .finish()
+    }
 }
 
 pub(super) fn delivery_config(
@@ -219,7 +233,23 @@ pub(super) fn http_config(file: &Path, raw: HttpSection) -> Result<HttpConfig, C
             format!("http.public_url: `{public_url}` must be an http:// or https:// URL"),
         ));
     }
-    Ok(HttpConfig { listen, public_url })
+    let api_token = std::env::var("ROOST_API_TOKEN")
+        .ok()
+        .or(raw.api_token)
+        .filter(|t| !t.trim().is_empty());
+    if let Some(t) = &api_token
+        && (t.len() < 16 || t.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
+        return Err(ConfigError::invalid(
+            file,
+            "http.api_token must be at least 16 characters without spaces",
+        ));
+    }
+    Ok(HttpConfig {
+        listen,
+        public_url,
+        api_token,
+    })
 }
 
 /// `host:port`, the host a name or an address (`[v6]:port` too).

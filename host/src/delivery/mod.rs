@@ -264,7 +264,7 @@ impl Delivery {
             tracing::warn!(list = %n.list, notice = n.id, "notice to owners, but the list has none");
             return None;
         }
-        let id = uuid::Uuid::now_v7().to_string();
+        let id = uuid::Uuid::now_v7().simple().to_string();
         let raw = compose::notice(list, &self.hostname, &id, n, &to, now);
         Some(BuiltNotice {
             id,

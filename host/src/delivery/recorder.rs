@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::store::{BatchEnd, DeliveryResult, Store};
+use crate::store::{BatchEnd, DeliveryResult, Outcome, Store};
 
 const FLUSH: Duration = Duration::from_millis(50);
 const MAX_PENDING: usize = 2_000;
@@ -46,6 +46,7 @@ pub async fn run(store: Store, node: String, mut rx: mpsc::Receiver<Record>) {
         }
         match store.record_deliveries(&node, &results, &ends).await {
             Ok(()) => {
+                count(&results);
                 results.clear();
                 ends.clear();
             }
@@ -64,4 +65,19 @@ fn push(r: Record, results: &mut Vec<DeliveryResult>, ends: &mut Vec<BatchEnd>) 
         Record::Result(r) => results.push(r),
         Record::End(e) => ends.push(e),
     }
+}
+
+fn count(results: &[DeliveryResult]) {
+    use crate::metrics::{Counter, global};
+    let (mut sent, mut deferred, mut failed) = (0, 0, 0);
+    for r in results {
+        match r.outcome {
+            Outcome::Sent(_) => sent += 1,
+            Outcome::Deferred(_) => deferred += 1,
+            Outcome::Failed { .. } => failed += 1,
+        }
+    }
+    global().add(Counter::CopiesDelivered, sent);
+    global().add(Counter::CopiesDeferred, deferred);
+    global().add(Counter::CopiesFailed, failed);
 }

@@ -202,6 +202,18 @@ impl Processor {
             return;
         }
         let result = self.store.finish_processing(&self.node, &decided).await;
+        if result.is_ok() {
+            use crate::metrics::{Counter, global};
+            for (_, d) in &decided {
+                let counter = match d.state {
+                    "accepted" => Counter::PostsAccepted,
+                    "held" => Counter::PostsHeld,
+                    "rejected" => Counter::PostsRejected,
+                    _ => Counter::PostsDiscarded,
+                };
+                global().add(counter, 1);
+            }
+        }
         if result.is_ok()
             && let Some(wake) = &self.delivery
         {

@@ -311,6 +311,7 @@ macro_rules! invoke {
         let (rt, bound, hook): (&Runtime, &Bound, &'static str) = ($rt, $bound, $hook);
         // Waiting for a slot is not the plugin's fault: it happens before its clock starts.
         let permit = rt.slots.clone().acquire_owned().await.ok();
+        let started = std::time::Instant::now();
         let warm = bound.warm.take().inspect(|_| rt.idle.give_back());
         let (mut store, reuse) = rt.prepare(&bound.scope, warm, hook);
         let uses = reuse.as_ref().map_or(0, |(_, uses)| *uses);
@@ -343,6 +344,12 @@ macro_rules! invoke {
             Err(elapsed) => (None, Err(elapsed)),
         };
         let result = rt.finish(bound, hook, &store, outcome);
+        crate::metrics::global().plugin_call(
+            &bound.scope.plugin,
+            hook,
+            started.elapsed(),
+            result.is_err(),
+        );
         match instance {
             Some(instance) if hook != "check-config" => rt.park(bound, store, instance, uses + 1),
             _ => drop(store),

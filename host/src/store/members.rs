@@ -117,19 +117,10 @@ impl Store {
                 "`{address}` is not a mail address"
             )));
         }
-        let n = sqlx::query(
-            "INSERT INTO members (list, address, address_key, name, joined_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (list, address_key) DO NOTHING",
-        )
-        .bind(list)
-        .bind(address)
-        .bind(key(address))
-        .bind(name)
-        .bind(now_ms())
-        .execute(self.pool())
-        .await?
-        .rows_affected();
-        Ok(n == 1)
+        let mut tx = self.pool().begin().await?;
+        let added = insert_member(&mut tx, list, address, name, now_ms()).await?;
+        tx.commit().await?;
+        Ok(added)
     }
 
     /// Add many members in one transaction (all or nothing: a failure part-way leaves the
@@ -201,6 +192,27 @@ impl Store {
         rows.iter().map(member).collect()
     }
 
+    /// The list and address of a member by its row id (unsubscribe tokens carry the id).
+    pub async fn member_by_id(&self, id: i64) -> Result<Option<(String, String)>> {
+        Ok(
+            sqlx::query_as("SELECT list, address FROM members WHERE id = $1")
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
+
+    /// Remove a member by row id; the list and address it had, or `None` when there was no
+    /// such member (already gone: removing twice changes nothing).
+    pub async fn remove_member_by_id(&self, id: i64) -> Result<Option<(String, String)>> {
+        Ok(
+            sqlx::query_as("DELETE FROM members WHERE id = $1 RETURNING list, address")
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
+
     pub async fn member_count(&self, list: &str) -> Result<u64> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM members WHERE list = $1")
             .bind(list)
@@ -267,6 +279,29 @@ impl Store {
             .rows_affected();
         Ok(n == 1)
     }
+}
+
+/// Add a member inside a caller's transaction; false when already a member.
+pub(super) async fn insert_member(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    list: &str,
+    address: &str,
+    name: Option<&str>,
+    now: i64,
+) -> Result<bool> {
+    let n = sqlx::query(
+        "INSERT INTO members (list, address, address_key, name, joined_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (list, address_key) DO NOTHING",
+    )
+    .bind(list)
+    .bind(address)
+    .bind(key(address))
+    .bind(name)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
 }
 
 #[cfg(test)]

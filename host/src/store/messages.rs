@@ -358,6 +358,16 @@ impl Store {
         Ok(recorded)
     }
 
+    pub async fn count_in_state(&self, list: &str, state: &str) -> Result<u64> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE list = $1 AND state = $2")
+                .bind(list)
+                .bind(state)
+                .fetch_one(self.pool())
+                .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     /// Posts of a list in `state`, oldest first.
     pub async fn messages_in_state(
         &self,
@@ -547,20 +557,36 @@ async fn insert_notice(
     n: &Notice,
     now: i64,
 ) -> Result<()> {
+    let list: String = sqlx::query_scalar("SELECT list FROM messages WHERE id = $1")
+        .bind(message_id)
+        .fetch_one(&mut **tx)
+        .await?;
+    insert_notice_for_list(tx, &list, "", n, now).await
+}
+
+/// Queue a notice of `list` inside a caller's transaction.
+pub(super) async fn insert_notice_for_list(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    list: &str,
+    plugin: &str,
+    n: &Notice,
+    now: i64,
+) -> Result<()> {
     let (owners, address) = match &n.to {
         NoticeTarget::Owners => (1i64, None),
         NoticeTarget::Address(a) => (0, Some(a.as_str())),
     };
     sqlx::query(
         "INSERT INTO notices (list, plugin, to_owners, to_address, subject, body, created_at) \
-         SELECT list, '', $1, $2, $3, $4, $5 FROM messages WHERE id = $6",
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
+    .bind(list)
+    .bind(plugin)
     .bind(owners)
     .bind(address)
     .bind(&n.subject)
     .bind(&n.body)
     .bind(now)
-    .bind(message_id)
     .execute(&mut **tx)
     .await?;
     Ok(())

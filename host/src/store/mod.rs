@@ -5,6 +5,7 @@
 //! chosen by [`Backend`]. Times are milliseconds since the Unix epoch in `BIGINT` columns;
 //! flags are 0/1 integers; both decode the same way on either backend.
 
+mod confirmations;
 mod deliveries;
 mod events;
 mod kv;
@@ -23,6 +24,7 @@ use sqlx::{
     any::{AnyPoolOptions, install_default_drivers},
 };
 
+pub use confirmations::{Action, Confirmed, Pending};
 pub use deliveries::{
     Batch, BatchEnd, DeliveryResult, Outcome, PostForDelivery, QueueLine, Recipient,
 };

@@ -10,9 +10,14 @@ use std::{
 
 use super::root;
 
+/// The REST API token of test nodes.
+pub const API_TOKEN: &str = "test-token-0123456789";
+
 pub struct Node {
     pub dir: tempfile::TempDir,
     pub smtp: String,
+    /// `127.0.0.1:PORT` of the HTTP server.
+    pub http: String,
     pub db_url: String,
     child: Option<Child>,
 }
@@ -39,11 +44,14 @@ impl Node {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let smtp = format!("127.0.0.1:{port}");
+        let http = format!("127.0.0.1:{}", free_port());
         let config = format!(
             "[node]\nname = \"test-node\"\nhostname = \"lists.example.org\"\n\n\
              [database]\nurl = \"{db}\"\n\n\
              [plugins]\ndir = \"{plugins}\"\ncache_dir = \"{cache}\"\n\n\
              [cluster]\nlease = \"2s\"\n\n\
+             [http]\nlisten = \"{http}\"\npublic_url = \"https://lists.example.org\"\n\
+             api_token = \"{API_TOKEN}\"\n\n\
              [smtp]\nlisten = [\"{smtp}\"]\n{extra}\n",
             db = spec.db_url,
             plugins = root().join("target/plugins").display(),
@@ -58,6 +66,7 @@ impl Node {
         Node {
             dir,
             smtp,
+            http,
             db_url: spec.db_url.to_string(),
             child: None,
         }

@@ -1,0 +1,184 @@
+//! Confirmation tokens: what a `NAME-confirm+TOKEN@` reply or a `/c/{token}` link decides.
+//!
+//! Two kinds, both signed (`tokens::Purpose::Confirm`): a moderator's decision on a held post
+//! (the post's id and approve or reject), and a pending confirmation row (a subscription or
+//! an unsubscribe). Carrying them out is a conditional update in the database either way,
+//! so the first answer acts and every later one (another node, the mail after the link)
+//! changes nothing.
+
+use crate::{
+    store::{Confirmed, Store, StoreError},
+    tokens::{Purpose, TokenKey},
+};
+
+const HELD: u64 = 1;
+const ROW: u64 = 2;
+
+/// What a valid token stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Token {
+    /// A moderator's decision on a held post.
+    Held { post: String, approve: bool },
+    /// A pending confirmation row.
+    Row(i64),
+}
+
+/// The token for approving (or rejecting) a held post.
+pub fn held_token(keys: &TokenKey, post_id: &str, approve: bool) -> Option<String> {
+    let (hi, lo) = uuid::Uuid::try_parse(post_id).ok()?.as_u64_pair();
+    Some(keys.sign(Purpose::Confirm, &[HELD, hi, lo, u64::from(approve)]))
+}
+
+pub fn row_token(keys: &TokenKey, id: i64) -> String {
+    keys.sign(Purpose::Confirm, &[ROW, u64::try_from(id).unwrap_or(0)])
+}
+
+pub fn parse(keys: &TokenKey, token: &str) -> Option<Token> {
+    match keys.verify(Purpose::Confirm, token)?.as_slice() {
+        [HELD, hi, lo, approve] if *approve <= 1 => Some(Token::Held {
+            post: uuid::Uuid::from_u64_pair(*hi, *lo).simple().to_string(),
+            approve: *approve == 1,
+        }),
+        [ROW, id] => Some(Token::Row(i64::try_from(*id).ok()?)),
+        _ => None,
+    }
+}
+
+/// What happened when a token was used, in words for the page or the reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done(String),
+    /// Nothing changed (decided before, expired, gone); the reason in words.
+    Nothing(String),
+}
+
+/// Carry out what `token` stands for. `Ok(None)`: not a valid token.
+pub async fn execute(
+    store: &Store,
+    keys: &TokenKey,
+    token: &str,
+) -> Result<Option<Outcome>, StoreError> {
+    let Some(t) = parse(keys, token) else {
+        return Ok(None);
+    };
+    Ok(Some(match t {
+        Token::Held { post, approve } => {
+            let Ok(m) = store.message(&post).await else {
+                return Ok(None);
+            };
+            let changed = if approve {
+                store.approve_held(&m.list, &post).await?
+            } else {
+                store
+                    .reject_held(&m.list, &post, "rejected by a moderator")
+                    .await?
+            };
+            match (changed, approve) {
+                (true, true) => {
+                    crate::metrics::global().add(crate::metrics::Counter::PostsAccepted, 1);
+                    Outcome::Done(format!(
+                        "The post {post} to {} is approved and will be sent.",
+                        m.list
+                    ))
+                }
+                (true, false) => Outcome::Done(format!(
+                    "The post {post} to {} is rejected; its author is told.",
+                    m.list
+                )),
+                (false, _) => Outcome::Nothing(format!(
+                    "The post {post} to {} was already decided: nothing changed.",
+                    m.list
+                )),
+            }
+        }
+        Token::Row(id) => match store.confirm(id).await? {
+            Confirmed::Done { list, action } => Outcome::Done(match action {
+                crate::store::Action::Subscribe { address, .. } => {
+                    format!("{address} is now subscribed to {list}.")
+                }
+                crate::store::Action::Unsubscribe { address } => {
+                    format!("{address} is unsubscribed from {list}.")
+                }
+            }),
+            Confirmed::AlreadyDone => {
+                Outcome::Nothing("This was confirmed before: nothing changed.".into())
+            }
+            Confirmed::Expired => Outcome::Nothing(
+                "This confirmation has expired: nothing changed. Please ask again.".into(),
+            ),
+            Confirmed::Unknown => return Ok(None),
+        },
+    }))
+}
+
+/// What a token would do, for the page that asks before acting. `None`: not valid.
+pub async fn describe(store: &Store, keys: &TokenKey, token: &str) -> Option<String> {
+    match parse(keys, token)? {
+        Token::Held { post, approve } => {
+            let m = store.message(&post).await.ok()?;
+            let subject = crate::message::header(&m.raw, "subject").unwrap_or_default();
+            Some(format!(
+                "{} the post \"{subject}\" from {} to {}{}",
+                if approve { "Approve" } else { "Reject" },
+                if m.mail_from.is_empty() {
+                    "<>"
+                } else {
+                    &m.mail_from
+                },
+                m.list,
+                if m.state == "held" {
+                    ""
+                } else {
+                    " (already decided)"
+                }
+            ))
+        }
+        Token::Row(id) => {
+            let p = store.pending_confirmation(id).await.ok()??;
+            let what = match &p.action {
+                crate::store::Action::Subscribe { address, .. } => {
+                    format!("Subscribe {address} to {}", p.list)
+                }
+                crate::store::Action::Unsubscribe { address } => {
+                    format!("Unsubscribe {address} from {}", p.list)
+                }
+            };
+            Some(if p.done {
+                format!("{what} (already confirmed)")
+            } else if p.expired {
+                format!("{what} (expired)")
+            } else {
+                what
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_tokens_carry_the_post_and_the_decision() {
+        let keys = TokenKey::new(b"k");
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let yes = held_token(&keys, &id, true).unwrap();
+        let no = held_token(&keys, &id, false).unwrap();
+        assert_ne!(yes, no);
+        assert!(yes.len() <= 50, "{yes}");
+        assert_eq!(
+            parse(&keys, &yes),
+            Some(Token::Held {
+                post: id.clone(),
+                approve: true
+            })
+        );
+        assert_eq!(parse(&keys, &row_token(&keys, 42)), Some(Token::Row(42)));
+        // An unsubscribe token is not a confirmation token.
+        assert_eq!(
+            parse(&keys, &keys.sign(Purpose::Unsubscribe, &[2, 42])),
+            None
+        );
+        assert_eq!(held_token(&keys, "not-a-uuid", true), None);
+    }
+}

@@ -1,0 +1,268 @@
+//! The REST API under `/api/v1`: lists, members (add, remove, list with paging) and held
+//! posts (list, approve, reject). Every call needs `Authorization: Bearer TOKEN` (`[http]
+//! api_token`); without it, 401 and nothing changes. Errors are `{"error": "..."}`.
+
+use std::sync::Arc;
+
+use axum::{
+    Json, Router,
+    extract::{Path, Query, Request, State, rejection::JsonRejection},
+    http::{StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{delete, get, post},
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, HttpState};
+use crate::{config::ListConfig, message, metrics, store::check_address};
+
+pub fn router(state: Arc<HttpState>) -> Router<Arc<HttpState>> {
+    Router::new()
+        .route("/lists", get(lists))
+        .route("/lists/{list}", get(list))
+        .route("/lists/{list}/members", get(members).post(add_member))
+        .route("/lists/{list}/members/{address}", delete(remove_member))
+        .route("/lists/{list}/held", get(held))
+        .route("/lists/{list}/held/{id}/approve", post(approve))
+        .route("/lists/{list}/held/{id}/reject", post(reject))
+        .fallback(|| async { ApiError::not_found("no such API endpoint") })
+        .layer(middleware::from_fn_with_state(state, authenticate))
+}
+
+async fn authenticate(
+    State(state): State<Arc<HttpState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let ok = match (&state.api_token, given) {
+        (Some(expected), Some(given)) => constant_time_eq(expected.as_bytes(), given.as_bytes()),
+        _ => false,
+    };
+    if !ok {
+        let message = if state.api_token.is_none() {
+            "the API is off: set [http] api_token (or ROOST_API_TOKEN)"
+        } else {
+            "missing or wrong bearer token"
+        };
+        let mut response = ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        return response;
+    }
+    next.run(request).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn find<'a>(state: &'a HttpState, name: &str) -> Result<&'a ListConfig, ApiError> {
+    state
+        .list(name)
+        .ok_or_else(|| ApiError::not_found(format!("no list `{name}`")))
+}
+
+async fn describe(state: &HttpState, l: &ListConfig) -> Result<Value, ApiError> {
+    let members = state.store.member_count(&l.address).await?;
+    let held = state.store.count_in_state(&l.address, "held").await?;
+    Ok(json!({
+        "address": l.address,
+        "name": l.name,
+        "owners": l.owners,
+        "plugins": l.plugins.iter().map(|p| p.name.clone()).collect::<Vec<_>>(),
+        "members": members,
+        "held": held,
+    }))
+}
+
+async fn lists(State(state): State<Arc<HttpState>>) -> Result<Json<Value>, ApiError> {
+    let mut lists: Vec<&ListConfig> = state.lists.values().collect();
+    lists.sort_by(|a, b| a.address.cmp(&b.address));
+    let mut out = Vec::with_capacity(lists.len());
+    for l in lists {
+        out.push(describe(&state, l).await?);
+    }
+    Ok(Json(json!({ "lists": out })))
+}
+
+async fn list(
+    State(state): State<Arc<HttpState>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let l = find(&state, &name)?;
+    Ok(Json(describe(&state, l).await?))
+}
+
+#[derive(Deserialize)]
+struct Page {
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn members(
+    State(state): State<Arc<HttpState>>,
+    Path(name): Path<String>,
+    page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let l = find(&state, &name)?;
+    let Query(page) = page.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = page.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 1000"));
+    }
+    let rows = state
+        .store
+        .members_page(&l.address, page.after.as_deref(), limit)
+        .await?;
+    let next = (rows.len() == limit as usize)
+        .then(|| rows.last().map(|m| m.address.clone()))
+        .flatten();
+    let members: Vec<Value> = rows
+        .into_iter()
+        .map(|m| {
+            json!({
+                "address": m.address,
+                "name": m.name,
+                "status": m.status.as_str(),
+                "moderated": m.moderated,
+                "bounce_score": m.bounce_score,
+                "joined_at": message::rfc3339(m.joined_at),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "members": members, "next": next })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewMember {
+    address: String,
+    name: Option<String>,
+}
+
+async fn add_member(
+    State(state): State<Arc<HttpState>>,
+    Path(name): Path<String>,
+    body: Result<Json<NewMember>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let l = find(&state, &name)?;
+    let Json(m) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let address = m.address.trim();
+    check_address(address).map_err(ApiError::bad_request)?;
+    if m.name
+        .as_deref()
+        .is_some_and(|n| n.chars().any(char::is_control))
+    {
+        return Err(ApiError::bad_request("name must be one line of text"));
+    }
+    let added = state
+        .store
+        .add_member(&l.address, address, m.name.as_deref())
+        .await?;
+    let status = if added {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(json!({ "address": address, "added": added }))).into_response())
+}
+
+async fn remove_member(
+    State(state): State<Arc<HttpState>>,
+    Path((name, address)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let l = find(&state, &name)?;
+    if state.store.remove_member(&l.address, &address).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::not_found(format!(
+            "{address} is not a member of {}",
+            l.address
+        )))
+    }
+}
+
+async fn held(
+    State(state): State<Arc<HttpState>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let l = find(&state, &name)?;
+    let posts = state
+        .store
+        .messages_in_state(&l.address, "held", 1000)
+        .await?;
+    let held: Vec<Value> = posts
+        .into_iter()
+        .map(|m| {
+            json!({
+                "id": m.id,
+                "received_at": message::rfc3339(m.received_at),
+                "sender": m.mail_from,
+                "subject": message::header(&m.raw, "subject").unwrap_or_default(),
+                "reason": m.reason,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "held": held })))
+}
+
+async fn approve(
+    State(state): State<Arc<HttpState>>,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let l = find(&state, &name)?;
+    if state.store.approve_held(&l.address, &id).await? {
+        metrics::global().add(metrics::Counter::PostsAccepted, 1);
+        Ok(Json(json!({ "id": id, "state": "approved" })))
+    } else {
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "{id} is not held on {} (already decided, or no such post)",
+                l.address
+            ),
+        ))
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Rejection {
+    reason: Option<String>,
+}
+
+async fn reject(
+    State(state): State<Arc<HttpState>>,
+    Path((name, id)): Path<(String, String)>,
+    body: Option<Json<Rejection>>,
+) -> Result<Json<Value>, ApiError> {
+    let l = find(&state, &name)?;
+    let reason = body
+        .and_then(|Json(r)| r.reason)
+        .unwrap_or_else(|| "rejected by a moderator".into());
+    if reason.chars().any(char::is_control) {
+        return Err(ApiError::bad_request("reason must be one line of text"));
+    }
+    if state.store.reject_held(&l.address, &id, &reason).await? {
+        metrics::global().add(metrics::Counter::PostsRejected, 1);
+        Ok(Json(json!({ "id": id, "state": "rejected" })))
+    } else {
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "{id} is not held on {} (already decided, or no such post)",
+                l.address
+            ),
+        ))
+    }
+}

@@ -1,0 +1,105 @@
+//! The HTTP surface (axum on `[http] listen`): the links in copies (`/u/{token}`
+//! unsubscribe, `/c/{token}` confirmations), `/healthz`, `/metrics`, the REST API under
+//! `/api/v1` (`api.rs`) and the plugin routes `/p/{list}/{plugin}/...` (`plugin_route.rs`).
+//! Every node serves every token: they are checked with the cluster's key, and every state
+//! change they cause is a conditional update in the database.
+
+mod api;
+mod error;
+mod links;
+mod plugin_route;
+
+use std::{collections::HashMap, sync::Arc};
+
+use axum::{
+    Router,
+    extract::State,
+    http::{StatusCode, header},
+    response::IntoResponse,
+    routing::{any, get},
+};
+use tokio::{net::TcpListener, sync::watch};
+
+use crate::{
+    config::ListConfig, pipeline::Chains, plugins::Runtime, store::Store, tokens::TokenKey,
+};
+
+pub use error::ApiError;
+
+/// What the handlers share.
+pub struct HttpState {
+    pub store: Store,
+    pub node: String,
+    pub lists: HashMap<String, ListConfig>,
+    pub keys: TokenKey,
+    pub public_url: String,
+    /// The REST API's bearer token; `None`: the API refuses every call.
+    pub api_token: Option<String>,
+    pub runtime: Arc<Runtime>,
+    pub chains: Arc<Chains>,
+}
+
+impl HttpState {
+    /// A list by its address or its name (the part before `@`).
+    pub fn list(&self, name: &str) -> Option<&ListConfig> {
+        let wanted = name.to_ascii_lowercase();
+        self.lists
+            .get(&wanted)
+            .or_else(|| self.lists.values().find(|l| l.local_part() == wanted))
+    }
+}
+
+pub fn router(state: Arc<HttpState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route(
+            "/u/{token}",
+            get(links::unsubscribe_page).post(links::unsubscribe),
+        )
+        .route("/c/{token}", get(links::confirm_page).post(links::confirm))
+        .route("/p/{list}/{plugin}", any(plugin_route::call_root))
+        .route("/p/{list}/{plugin}/{*rest}", any(plugin_route::call))
+        .nest("/api/v1", api::router(state.clone()))
+        .fallback(|| async { ApiError::not_found("no such page") })
+        .with_state(state)
+}
+
+/// Serve until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<HttpState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let app = router(state);
+    let stop = async move {
+        let _ = shutdown.wait_for(|s| *s).await;
+    };
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await
+    {
+        tracing::error!(error = %e, "HTTP server failed");
+    }
+}
+
+/// 200 when the database answers, 503 when it does not.
+async fn healthz(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
+    match sqlx::query_scalar::<_, i64>("SELECT 1")
+        .fetch_one(state.store.pool())
+        .await
+    {
+        Ok(_) => (StatusCode::OK, "ok\n"),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n"),
+    }
+}
+
+async fn metrics(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::global().render(&state.node),
+    )
+}

@@ -1,0 +1,96 @@
+//! `/p/{list}/{plugin}/...`: HTTP requests for a list's plugin, answered by its `on-http`
+//! hook in the sandbox. A failing plugin gets 502; the node goes on.
+
+use std::sync::Arc;
+
+use axum::{
+    body::{Body, to_bytes},
+    extract::{Path, Request, State},
+    http::{HeaderName, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+};
+
+use super::{ApiError, HttpState};
+use crate::plugins::{Hook, wit};
+
+/// Largest request body handed to a plugin.
+const MAX_BODY: usize = 1 << 20;
+
+pub async fn call_root(
+    state: State<Arc<HttpState>>,
+    Path((list, plugin)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    dispatch(state, list, plugin, String::new(), request).await
+}
+
+pub async fn call(
+    state: State<Arc<HttpState>>,
+    Path((list, plugin, rest)): Path<(String, String, String)>,
+    request: Request,
+) -> Response {
+    dispatch(state, list, plugin, rest, request).await
+}
+
+async fn dispatch(
+    State(state): State<Arc<HttpState>>,
+    list: String,
+    plugin: String,
+    rest: String,
+    request: Request,
+) -> Response {
+    let Some(l) = state.list(&list) else {
+        return ApiError::not_found(format!("no list `{list}`")).into_response();
+    };
+    let Some(bound) = state.chains.lists.get(&l.address).and_then(|chain| {
+        chain
+            .iter()
+            .find(|b| b.scope.plugin == plugin && b.plugin.implements(Hook::OnHttp))
+            .cloned()
+    }) else {
+        return ApiError::not_found(format!(
+            "no plugin `{plugin}` answers HTTP on {}",
+            l.address
+        ))
+        .into_response();
+    };
+    let (parts, body) = request.into_parts();
+    let Ok(body) = to_bytes(body, MAX_BODY).await else {
+        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body over 1 MiB")
+            .into_response();
+    };
+    let headers = parts
+        .headers
+        .iter()
+        .filter_map(|(n, v)| {
+            Some(wit::Header {
+                name: n.as_str().to_string(),
+                value: v.to_str().ok()?.to_string(),
+            })
+        })
+        .collect();
+    let request = wit::HttpRequest {
+        method: parts.method.as_str().to_string(),
+        path: format!("/{rest}"),
+        query: parts.uri.query().unwrap_or("").to_string(),
+        headers,
+        body: body.to_vec(),
+    };
+    match state.runtime.on_http(&bound, &request).await {
+        Ok(answer) => {
+            let mut response = Response::new(Body::from(answer.body));
+            *response.status_mut() =
+                StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
+            for h in answer.headers {
+                if let (Ok(n), Ok(v)) = (
+                    HeaderName::from_bytes(h.name.as_bytes()),
+                    HeaderValue::from_str(&h.value),
+                ) {
+                    response.headers_mut().append(n, v);
+                }
+            }
+            response
+        }
+        Err(e) => ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    }
+}
