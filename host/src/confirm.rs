@@ -11,6 +11,28 @@ use crate::{
     tokens::{Purpose, TokenKey},
 };
 
+/// How this cluster's confirmation tokens are made into a mail address and a link.
+#[derive(Debug, Clone)]
+pub struct Links {
+    pub keys: TokenKey,
+    /// `[http] public_url`, without a trailing `/`.
+    pub public_url: String,
+}
+
+impl Links {
+    /// `NAME-confirm+TOKEN@DOMAIN` for the list `NAME@DOMAIN`.
+    pub fn address(&self, list: &str, token: &str) -> String {
+        match list.split_once('@') {
+            Some((name, domain)) => format!("{name}-confirm+{token}@{domain}"),
+            None => format!("{list}-confirm+{token}"),
+        }
+    }
+
+    pub fn url(&self, token: &str) -> String {
+        format!("{}/c/{token}", self.public_url)
+    }
+}
+
 const HELD: u64 = 1;
 const ROW: u64 = 2;
 

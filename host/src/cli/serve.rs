@@ -78,6 +78,11 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
         _ => store.token_key().await?,
     };
     let keys = TokenKey::new(&key);
+    let links = Arc::new(crate::confirm::Links {
+        keys: keys.clone(),
+        public_url: config.node.http.public_url.clone(),
+    });
+    runtime.set_links((*links).clone());
     let (delivery, recorder) = Delivery::new(
         &config,
         store.clone(),
@@ -142,6 +147,7 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
         lease: config.node.lease,
         local: Mutex::new(local),
         delivery: Some(delivery.wake.clone()),
+        links: Some(links),
     });
     for _ in 0..PROCESSORS {
         tasks.push(tokio::spawn(processor.clone().run(stopped.clone())));

@@ -108,7 +108,9 @@ impl Preparer {
             .get(&post.list)
             .cloned()
             .ok_or_else(|| PrepareError::UnknownList(post.list.clone()))?;
-        let (bytes, links) = if post.kind == "notice" {
+        // Notices and mail sent on to the owners go out as they are.
+        let as_is = post.kind == "notice" || post.kind == "owner";
+        let (bytes, links) = if as_is {
             (post.raw.clone(), Vec::new())
         } else {
             let strict = match compose::author(&post.raw) {
@@ -121,7 +123,7 @@ impl Preparer {
             compose::post(&list, &post.raw, post.edits.as_deref(), strict)
                 .ok_or_else(|| PrepareError::BadEdits(id.to_string()))?
         };
-        let on_deliver: Vec<Bound> = if post.kind == "notice" {
+        let on_deliver: Vec<Bound> = if as_is {
             Vec::new()
         } else {
             self.chains

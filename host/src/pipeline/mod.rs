@@ -1,9 +1,11 @@
 //! The per-list plugin pipeline: chains of bound plugins per list (built at start), and the
-//! processing of stored posts through them after intake's 250.
+//! processing of stored mail after intake's 250: posts through the `on-post` chain, commands
+//! through `on-command`, confirmations and owner mail by the host (`requests`).
 
 mod chains;
 pub mod edits;
 pub mod process;
+pub mod requests;
 mod worker;
 
 pub use chains::{Chains, SetupError};

@@ -8,6 +8,7 @@
 
 use crate::{
     config::{FailurePolicy, ListConfig},
+    confirm::{self, Links},
     message,
     plugins::{Bound, Hook, Runtime, wit},
     store::{Decision, Notice, NoticeTarget, StoredMessage},
@@ -90,12 +91,14 @@ fn one_line(text: &str) -> String {
         .collect()
 }
 
-/// The stored decision for a verdict.
+/// The stored decision for a verdict. A held post brings the moderators a notice with the
+/// addresses and links that approve or reject it (when `links` is known).
 pub fn decide(
     list: &ListConfig,
     m: &StoredMessage,
     verdict: Verdict,
     edits: &[wit::Edit],
+    links: Option<&Links>,
 ) -> Decision {
     let verdict = match verdict {
         Verdict::Accept => Verdict::Accept,
@@ -103,48 +106,71 @@ pub fn decide(
         Verdict::Reject(r) => Verdict::Reject(one_line(&r)),
         Verdict::Discard(r) => Verdict::Discard(one_line(&r)),
     };
-    match verdict {
-        Verdict::Accept => Decision {
-            state: "accepted",
-            reason: None,
-            edits: edits::encode(edits),
-            notice: None,
-        },
+    let (state, reason, edits, notice) = match verdict {
+        Verdict::Accept => ("accepted", None, edits::encode(edits), None),
         // Kept with its edits, so an approval sends what the plugins made of it.
-        Verdict::Hold(reason) => Decision {
-            state: "held",
-            reason: Some(reason),
-            edits: edits::encode(edits),
-            notice: None,
-        },
-        Verdict::Reject(reason) => Decision {
-            state: "rejected",
-            notice: rejection_notice(list, m, &reason),
-            reason: Some(reason),
-            edits: None,
-        },
-        Verdict::Discard(reason) => Decision {
-            state: "discarded",
-            reason: Some(reason),
-            edits: None,
-            notice: None,
-        },
+        Verdict::Hold(reason) => {
+            let notice = links.and_then(|l| held_notice(list, m, &reason, l));
+            ("held", Some(reason), edits::encode(edits), notice)
+        }
+        Verdict::Reject(reason) => {
+            let notice = rejection_notice(list, m, &reason);
+            ("rejected", Some(reason), None, notice)
+        }
+        Verdict::Discard(reason) => ("discarded", Some(reason), None, None),
+    };
+    Decision {
+        state,
+        reason,
+        edits,
+        notice,
+        forward_to: Vec::new(),
     }
 }
 
-/// Tell the sender, unless there is no one to tell (null sender) or telling would loop
-/// (the sender is one of the list's own addresses).
+/// What the moderators (the owners) get for a held post: reply to approve or reject, or
+/// press a button; whichever answer comes first decides, once.
+fn held_notice(
+    list: &ListConfig,
+    m: &StoredMessage,
+    reason: &str,
+    links: &Links,
+) -> Option<Notice> {
+    let approve = confirm::held_token(&links.keys, &m.id, true)?;
+    let reject = confirm::held_token(&links.keys, &m.id, false)?;
+    let subject = one_line(&message::header(&m.raw, "subject").unwrap_or_default());
+    let sender = if m.mail_from.is_empty() {
+        "<>"
+    } else {
+        &m.mail_from
+    };
+    Some(Notice {
+        to: NoticeTarget::Owners,
+        subject: format!("Held for moderation on {}: {subject}", list.address),
+        body: format!(
+            "A post to {list} is held for moderation.\n\n\
+             From: {sender}\nSubject: {subject}\nReason: {reason}\nPost: {id}\n\n\
+             To approve it, reply to {approve_address}\n  or open {approve_url}\n\n\
+             To reject it, reply to {reject_address}\n  or open {reject_url}\n\n\
+             Or on a node: roost held approve {local} {id}\n",
+            list = list.address,
+            id = m.id,
+            local = list.local_part(),
+            approve_address = links.address(&list.address, &approve),
+            approve_url = links.url(&approve),
+            reject_address = links.address(&list.address, &reject),
+            reject_url = links.url(&reject),
+        ),
+    })
+}
+
+/// Tell the sender, unless there is no one to tell or telling could loop (see
+/// `requests::reply_to`).
 fn rejection_notice(list: &ListConfig, m: &StoredMessage, reason: &str) -> Option<Notice> {
-    let sender = m.mail_from.trim();
-    let own_domain = format!("@{}", list.domain());
-    let is_list_address = sender.to_ascii_lowercase().starts_with(list.local_part())
-        && sender.to_ascii_lowercase().ends_with(&own_domain);
-    if sender.is_empty() || is_list_address {
-        return None;
-    }
+    let sender = super::requests::reply_to(list, m)?;
     let subject = one_line(&message::header(&m.raw, "subject").unwrap_or_default());
     Some(Notice {
-        to: NoticeTarget::Address(sender.to_string()),
+        to: NoticeTarget::Address(sender),
         subject: format!("Your post to {} was not accepted", list.address),
         body: format!(
             "Your post to {list} was not accepted.\n\nSubject: {subject}\nReason: {reason}\n",

@@ -9,7 +9,7 @@ use std::{
 use tokio::sync::{Mutex, Notify, mpsc, watch};
 use tracing::Instrument;
 
-use super::{Chains, process};
+use super::{Chains, process, requests};
 use crate::{
     config::ListConfig,
     plugins::Runtime,
@@ -35,6 +35,8 @@ pub struct Processor {
     /// Woken when posts were accepted, so delivery starts at once rather than at its next
     /// poll.
     pub delivery: Option<Arc<Notify>>,
+    /// Confirmation addresses and links for held-post notices and `-confirm+` answers.
+    pub links: Option<Arc<crate::confirm::Links>>,
 }
 
 impl Processor {
@@ -184,10 +186,25 @@ impl Processor {
             .lists
             .get(&m.list)
             .map_or(&[][..], |c| c.as_slice());
-        let post = process::to_wit(m);
-        let (verdict, edits) =
-            process::run_chain(&self.runtime, chain, &post, list.on_plugin_error).await;
-        let decision = process::decide(list, m, verdict, &edits);
+        let decision = match m.kind.as_str() {
+            "request" => requests::command(&self.runtime, chain, list, m).await,
+            "confirm" => {
+                match requests::confirmation(&self.store, self.links.as_deref(), list, m).await {
+                    Ok(d) => d,
+                    Err(e) => {
+                        self.retry(job, &e.to_string()).await;
+                        return None;
+                    }
+                }
+            }
+            "owner" => requests::forward_to_owners(list),
+            _ => {
+                let post = process::to_wit(m);
+                let (verdict, edits) =
+                    process::run_chain(&self.runtime, chain, &post, list.on_plugin_error).await;
+                process::decide(list, m, verdict, &edits, self.links.as_deref())
+            }
+        };
         tracing::info!(
             state = decision.state,
             reason = decision.reason.as_deref().unwrap_or(""),
@@ -209,7 +226,8 @@ impl Processor {
                     "accepted" => Counter::PostsAccepted,
                     "held" => Counter::PostsHeld,
                     "rejected" => Counter::PostsRejected,
-                    _ => Counter::PostsDiscarded,
+                    "discarded" => Counter::PostsDiscarded,
+                    _ => continue,
                 };
                 global().add(counter, 1);
             }

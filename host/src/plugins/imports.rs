@@ -25,7 +25,7 @@ impl HostState {
         }
     }
 
-    fn list(&self) -> wasmtime::Result<&str> {
+    pub(super) fn list(&self) -> wasmtime::Result<&str> {
         if self.scope.list.is_empty() {
             return Err(wasmtime::Error::new(HostFailure(
                 "members: a node-level plugin has no list".into(),

@@ -8,6 +8,7 @@
 
 mod bindings;
 mod cache;
+mod decisions;
 mod engine;
 mod error;
 mod imports;

@@ -81,6 +81,7 @@ pub struct Runtime {
     cache: Arc<CompileCache>,
     slots: Arc<Semaphore>,
     idle: Arc<IdleBudget>,
+    links: std::sync::OnceLock<Arc<crate::confirm::Links>>,
     reuse: bool,
     max_memory: u64,
     loaded: Mutex<HashMap<String, Arc<LoadedPlugin>>>,
@@ -118,8 +119,14 @@ impl Runtime {
             linker,
             cache,
             loaded: Mutex::new(HashMap::new()),
+            links: std::sync::OnceLock::new(),
             _ticker,
         })
+    }
+
+    /// Give plugins the means to make confirmation addresses and links (once, at start).
+    pub fn set_links(&self, links: crate::confirm::Links) {
+        let _ = self.links.set(Arc::new(links));
     }
 
     /// Load a component file: compile (or take from the cache), check that it fits the
@@ -237,8 +244,9 @@ impl Runtime {
         let (mut store, reuse) = match warm {
             Some(w) => (w.store, Some((w.plugin, w.uses))),
             None => {
-                let mut store =
-                    WasmStore::new(&self.engine, HostState::new(scope.clone(), hook_name));
+                let mut state = HostState::new(scope.clone(), hook_name);
+                state.links = self.links.get().cloned();
+                let mut store = WasmStore::new(&self.engine, state);
                 store.limiter(|s| s);
                 (store, None)
             }

@@ -34,6 +34,8 @@ pub struct HostState {
     pub(super) log_lines: u32,
     /// The most linear memory the instance asked for (bytes), to decide whether to reuse it.
     pub(super) memory_peak: u64,
+    /// How confirmation tokens become addresses and links (`None` outside a node).
+    pub(super) links: Option<Arc<crate::confirm::Links>>,
 }
 
 impl HostState {
@@ -44,6 +46,7 @@ impl HostState {
             last_error: None,
             log_lines: 0,
             memory_peak: 0,
+            links: None,
         }
     }
 

@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     message,
-    store::{MessageKind, NewMessage, now_ms},
+    store::{NewMessage, now_ms},
 };
 
 /// Longest command line we read (RFC 5321 says 512; extensions make real ones longer).
@@ -312,7 +312,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                 let ids: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
                 let posts = messages
                     .iter()
-                    .filter(|m| m.kind == MessageKind::Post)
+                    .filter(|m| m.kind.needs_processing())
                     .count();
                 // Room in the local queue is reserved before the commit, so a leased job is
                 // always handed over (a lease nobody works on would idle until it lapses).
@@ -322,14 +322,14 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                     Some((permits, until))
                 });
                 if let Some((_, until)) = &handover {
-                    for m in messages.iter_mut().filter(|m| m.kind == MessageKind::Post) {
+                    for m in messages.iter_mut().filter(|m| m.kind.needs_processing()) {
                         m.lease = Some((self.intake.node.clone(), *until));
                     }
                 }
                 match self.intake.spool.commit(messages).await {
                     Ok(stored) => {
                         if let Some((permits, _)) = handover {
-                            let posts = stored.into_iter().filter(|m| m.kind == MessageKind::Post);
+                            let posts = stored.into_iter().filter(|m| m.kind.needs_processing());
                             for (permit, post) in permits.zip(posts) {
                                 permit.send(post.into());
                             }

@@ -17,6 +17,11 @@ pub enum MessageKind {
 }
 
 impl MessageKind {
+    /// Whether the message gets a `process` job. Bounces wait for the bounce handling.
+    pub fn needs_processing(self) -> bool {
+        !matches!(self, MessageKind::Bounce)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             MessageKind::Post => "post",
@@ -54,6 +59,7 @@ impl From<NewMessage> for StoredMessage {
             id: m.id,
             list: m.list,
             kind: m.kind.as_str().to_string(),
+            token: m.token,
             mail_from: m.mail_from,
             rcpt_to: m.rcpt_to,
             client_ip: m.client_ip,
@@ -72,6 +78,8 @@ pub struct StoredMessage {
     pub id: String,
     pub list: String,
     pub kind: String,
+    /// The `+TOKEN` of a `-confirm+` or `-bounces+` address.
+    pub token: Option<String>,
     pub mail_from: String,
     pub rcpt_to: Vec<String>,
     pub client_ip: String,
@@ -102,6 +110,8 @@ pub struct Decision {
     /// A notice to queue with the decision (a rejection to the sender, a failure to the
     /// owners).
     pub notice: Option<Notice>,
+    /// Send the message itself, as it came, to these addresses (mail to `NAME-owner@`).
+    pub forward_to: Vec<String>,
 }
 
 impl Store {
@@ -133,10 +143,8 @@ impl Store {
                     .bind(&m.node);
             }
             q.execute(&mut *tx).await?;
-            let posts: Vec<&NewMessage> = chunk
-                .iter()
-                .filter(|m| m.kind == MessageKind::Post)
-                .collect();
+            let posts: Vec<&NewMessage> =
+                chunk.iter().filter(|m| m.kind.needs_processing()).collect();
             if !posts.is_empty() {
                 insert_process_jobs(&mut tx, &posts).await?;
             }
@@ -254,8 +262,8 @@ impl Store {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
-                "SELECT id, list, kind, mail_from, rcpt_to, client_ip, helo, raw, received_at, state, reason \
-                 FROM messages WHERE id IN ({}) ORDER BY id",
+                "SELECT id, list, kind, mail_from, rcpt_to, client_ip, helo, raw, received_at, state, reason, \
+                 token FROM messages WHERE id IN ({}) ORDER BY id",
                 (1..=chunk.len())
                     .map(|i| format!("${i}"))
                     .collect::<Vec<_>>()
@@ -282,6 +290,7 @@ impl Store {
                     received_at: r.try_get(8)?,
                     state: r.try_get(9)?,
                     reason: r.try_get(10)?,
+                    token: r.try_get(11)?,
                 });
             }
         }
@@ -351,6 +360,10 @@ impl Store {
             for (job, d) in ours.iter().filter(|(j, _)| changed.contains(&j.message_id)) {
                 if let Some(n) = &d.notice {
                     insert_notice(&mut tx, &job.message_id, n, now).await?;
+                }
+                if !d.forward_to.is_empty() {
+                    self.enqueue_addresses(&mut tx, &job.message_id, &d.forward_to, 100)
+                        .await?;
                 }
             }
         }

@@ -1,0 +1,197 @@
+//! Mail to a list's other addresses: commands to `NAME-request@` (answered by the list's
+//! `on-command` plugins), answers to `NAME-confirm+TOKEN@` (carried out by the host), and
+//! mail to `NAME-owner@` (sent on to the owners as it came).
+
+use crate::{
+    config::ListConfig,
+    confirm::{self, Links},
+    message,
+    plugins::{Hook, Runtime, wit},
+    store::{Decision, Notice, NoticeTarget, Store, StoredMessage},
+};
+
+use super::process;
+
+/// Lines of a command mail's body looked at for a command when the subject has none.
+const BODY_LINES: usize = 5;
+
+/// The address to answer, or `None` when answering could loop or bother nobody: a null
+/// sender, one of the list's own addresses, or mail that says it was sent automatically
+/// (RFC 3834 `Auto-Submitted`, `Precedence: bulk|junk|list`).
+pub fn reply_to(list: &ListConfig, m: &StoredMessage) -> Option<String> {
+    let sender = m.mail_from.trim();
+    let lower = sender.to_ascii_lowercase();
+    let own =
+        lower.ends_with(&format!("@{}", list.domain())) && lower.starts_with(list.local_part());
+    let auto = message::header(&m.raw, "auto-submitted")
+        .is_some_and(|v| !v.trim().eq_ignore_ascii_case("no"));
+    let bulk = message::header(&m.raw, "precedence").is_some_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "bulk" | "junk" | "list"
+        )
+    });
+    (!sender.is_empty() && !own && !auto && !bulk).then(|| sender.to_string())
+}
+
+/// The command of a request mail: the subject (without `Re:`), or else the first non-blank
+/// line of the body among the first few. (verb lower-cased, arguments)
+pub fn parse_command(raw: &[u8]) -> Option<(String, Vec<String>)> {
+    let subject = message::header(raw, "subject").unwrap_or_default();
+    let mut subject = subject.trim();
+    while let Some(rest) = subject
+        .get(..3)
+        .filter(|p| p.eq_ignore_ascii_case("re:"))
+        .map(|_| subject[3..].trim())
+    {
+        subject = rest;
+    }
+    let body = String::from_utf8_lossy(&raw[message::body_start(raw)..]).into_owned();
+    let line = if subject.is_empty() {
+        body.lines()
+            .take(BODY_LINES)
+            .map(str::trim)
+            .find(|l| !l.is_empty())?
+            .to_string()
+    } else {
+        subject.to_string()
+    };
+    let mut words = line.split_whitespace();
+    let verb = words.next()?.to_ascii_lowercase();
+    Some((verb, words.map(str::to_string).collect()))
+}
+
+/// A request to `NAME-request@`: the first `on-command` plugin that answers decides; the
+/// answer goes back to the sender.
+pub async fn command(
+    runtime: &Runtime,
+    chain: &[crate::plugins::Bound],
+    list: &ListConfig,
+    m: &StoredMessage,
+) -> Decision {
+    let Some(sender) = reply_to(list, m) else {
+        return done(None);
+    };
+    let Some((verb, args)) = parse_command(&m.raw) else {
+        return done(reply(
+            sender,
+            list,
+            "Your mail had no command. Send `help` for the list of commands.".into(),
+        ));
+    };
+    let command = wit::Command {
+        sender: sender.clone(),
+        verb: verb.clone(),
+        args,
+        message: process::to_wit(m),
+    };
+    let mut answer = None;
+    let mut any = false;
+    for bound in chain
+        .iter()
+        .filter(|b| b.plugin.implements(Hook::OnCommand))
+    {
+        any = true;
+        match runtime.on_command(bound, &command).await {
+            Ok(wit::CommandReply::Continue) => continue,
+            Ok(wit::CommandReply::Reply(text)) => {
+                answer = Some(text);
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "command failed");
+                answer = Some(format!(
+                    "The list could not carry out `{verb}` just now. Please try again later, \
+                     or write to {}-owner@{}.",
+                    list.local_part(),
+                    list.domain()
+                ));
+                break;
+            }
+        }
+    }
+    let text = match answer {
+        Some(text) if text.trim().is_empty() => return done(None),
+        Some(text) => text,
+        None if any => format!(
+            "`{verb}` is not a command of {}. Send `help` for the list of commands.",
+            list.address
+        ),
+        None => format!(
+            "{} takes no commands by mail. Write to {}-owner@{} instead.",
+            list.address,
+            list.local_part(),
+            list.domain()
+        ),
+    };
+    done(reply(sender, list, text))
+}
+
+/// An answer to `NAME-confirm+TOKEN@`: carried out by the host (once, however often it is
+/// answered). Moderators hear what their answer did; a subscriber whose confirmation
+/// worked gets the list's welcome instead (queued by the confirmation itself).
+pub async fn confirmation(
+    store: &Store,
+    links: Option<&Links>,
+    list: &ListConfig,
+    m: &StoredMessage,
+) -> Result<Decision, crate::store::StoreError> {
+    let to = reply_to(list, m);
+    let (Some(links), Some(token)) = (links, m.token.as_deref()) else {
+        return Ok(done(None));
+    };
+    let outcome = confirm::execute(store, &links.keys, token).await?;
+    let text = match (outcome, confirm::parse(&links.keys, token)) {
+        (None, _) => Some("This confirmation is not valid: nothing was changed.".to_string()),
+        (Some(confirm::Outcome::Done(text)), Some(confirm::Token::Held { .. })) => Some(text),
+        (Some(confirm::Outcome::Done(_)), _) => None,
+        (Some(confirm::Outcome::Nothing(text)), _) => Some(text),
+    };
+    Ok(done(
+        to.zip(text).and_then(|(to, text)| reply(to, list, text)),
+    ))
+}
+
+/// Mail to `NAME-owner@`: sent on, as it came, to the owners.
+pub fn forward_to_owners(list: &ListConfig) -> Decision {
+    Decision {
+        forward_to: list.owners.clone(),
+        ..done(None)
+    }
+}
+
+fn reply(to: String, list: &ListConfig, text: String) -> Option<Notice> {
+    Some(Notice {
+        to: NoticeTarget::Address(to),
+        subject: format!("Re: your request to {}", list.address),
+        body: text,
+    })
+}
+
+fn done(notice: Option<Notice>) -> Decision {
+    Decision {
+        state: "done",
+        reason: None,
+        edits: None,
+        notice,
+        forward_to: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_come_from_the_subject_or_the_body() {
+        assert_eq!(
+            parse_command(b"Subject: Re: RE: Subscribe Ann Example\r\n\r\nignored\r\n"),
+            Some(("subscribe".into(), vec!["Ann".into(), "Example".into()]))
+        );
+        assert_eq!(
+            parse_command(b"Subject: \r\n\r\n\r\n  help  \r\nmore\r\n"),
+            Some(("help".into(), vec![]))
+        );
+        assert_eq!(parse_command(b"Subject:\r\n\r\n\r\n"), None);
+    }
+}
