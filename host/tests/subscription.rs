@@ -190,9 +190,7 @@ async fn owner_approval_open_and_closed_policies() {
     assert!(ask.contains("carl@example.org asks to join"), "{ask}");
     let url = local_url(
         &node,
-        &line_with(&ask, "or open https://lists.example.org/c/")
-            .trim_start_matches("or open ")
-            .to_string(),
+        line_with(&ask, "or open https://lists.example.org/c/").trim_start_matches("or open "),
     );
     assert!(member_name(&store, "carl@example.org").await.is_none());
     assert_eq!(curl(&["-X", "POST", &url]).0, 200);
