@@ -11,6 +11,7 @@ pub mod message;
 pub mod metrics;
 pub mod pipeline;
 pub mod plugins;
+pub mod scheduler;
 pub mod smtp;
 pub mod store;
 pub mod tokens;

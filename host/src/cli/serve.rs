@@ -153,6 +153,16 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(processor.clone().run(stopped.clone())));
     }
     tasks.push(tokio::spawn(delivery.clone().run(stopped.clone())));
+    tasks.push(tokio::spawn(
+        crate::scheduler::Scheduler {
+            store: store.clone(),
+            runtime: runtime.clone(),
+            chains: chains.clone(),
+            node: node.clone(),
+            lease: config.node.lease,
+        }
+        .run(stopped.clone()),
+    ));
     tasks.push(tokio::spawn(crate::http::serve(
         http_listener,
         http,

@@ -13,6 +13,7 @@ mod members;
 mod messages;
 mod nodes;
 mod notices;
+mod schedules;
 mod settings;
 mod spool;
 mod stats;
@@ -34,6 +35,7 @@ pub use members::{DeliveryStatus, Member, check_address};
 pub use messages::{Decision, Job, MessageKind, NewMessage, StoredMessage};
 pub use nodes::{NameTaken, NodeRow};
 pub use notices::{BuiltNotice, Notice, NoticeTarget, PendingNotice};
+pub use schedules::Occurrence;
 pub use spool::Spool;
 pub use stats::HourStats;
 

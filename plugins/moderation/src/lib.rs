@@ -1,0 +1,263 @@
+//! moderation: who may post, what a post may carry, and what happens to the rest.
+//!
+//! ```toml
+//! [[plugin]]
+//! use = "moderation"
+//! members = "accept"        # accept | hold | reject | discard
+//! nonmembers = "hold"
+//! moderated = "hold"        # members whose moderated flag is set
+//! allow = ["*@example.org"] # senders always let through (patterns: `*` is any run)
+//! deny = ["*@spam.example"] # senders always refused
+//! deny_action = "reject"    # reject | discard
+//! hold_above_kb = 500       # hold posts larger than this
+//! reject_types = ["application/x-msdownload"]  # refuse posts carrying these (patterns)
+//! strip_types = ["application/*"]             # remove such parts, keep the rest
+//! auth_failures = "hold"    # posts whose author's DMARC fails: accept | hold | reject | discard
+//! hold_days = 14            # held posts not decided by then are rejected (author told;
+//!                           # checked every minute)
+//! ```
+//!
+//! `accept` lets the post go on to the next plugin (tagging, tracking) rather than ending
+//! the chain. Decisions on held posts (by moderators, or the expiry here) are made by the
+//! host, once.
+
+mod mime;
+
+use roost_plugin_sdk::{
+    Deserialize, Edit, HookResult, Message, Plugin, PostResult, Schedule, ScheduledTask,
+    host::{held, members},
+};
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(crate = "roost_plugin_sdk::serde", rename_all = "lowercase")]
+enum Action {
+    Accept,
+    Hold,
+    Reject,
+    Discard,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(crate = "roost_plugin_sdk::serde", rename_all = "lowercase")]
+enum DenyAction {
+    #[default]
+    Reject,
+    Discard,
+}
+
+#[derive(Deserialize)]
+#[serde(crate = "roost_plugin_sdk::serde", deny_unknown_fields)]
+struct Config {
+    #[serde(default = "accept")]
+    members: Action,
+    #[serde(default = "hold")]
+    nonmembers: Action,
+    #[serde(default = "hold")]
+    moderated: Action,
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    deny: Vec<String>,
+    #[serde(default)]
+    deny_action: DenyAction,
+    hold_above_kb: Option<u64>,
+    #[serde(default)]
+    reject_types: Vec<String>,
+    #[serde(default)]
+    strip_types: Vec<String>,
+    #[serde(default = "accept")]
+    auth_failures: Action,
+    hold_days: Option<u32>,
+}
+
+fn accept() -> Action {
+    Action::Accept
+}
+
+fn hold() -> Action {
+    Action::Hold
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            members: Action::Accept,
+            nonmembers: Action::Hold,
+            moderated: Action::Hold,
+            allow: Vec::new(),
+            deny: Vec::new(),
+            deny_action: DenyAction::Reject,
+            hold_above_kb: None,
+            reject_types: Vec::new(),
+            strip_types: Vec::new(),
+            auth_failures: Action::Accept,
+            hold_days: None,
+        }
+    }
+}
+
+/// `*` matches any run of characters; the match ignores case.
+fn matches(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.to_ascii_lowercase(), text.to_ascii_lowercase());
+    let pieces: Vec<&str> = p.split('*').collect();
+    if pieces.len() == 1 {
+        return p == t;
+    }
+    let mut rest = t.as_str();
+    for (i, piece) in pieces.iter().enumerate() {
+        if i == 0 {
+            let Some(r) = rest.strip_prefix(piece) else {
+                return false;
+            };
+            rest = r;
+        } else if i == pieces.len() - 1 {
+            return rest.ends_with(piece);
+        } else {
+            let Some(at) = rest.find(piece) else {
+                return false;
+            };
+            rest = &rest[at + piece.len()..];
+        }
+    }
+    true
+}
+
+fn any_match(patterns: &[String], text: &str) -> bool {
+    patterns.iter().any(|p| matches(p, text))
+}
+
+fn act(action: Action, why: String, list: &str) -> PostResult {
+    match action {
+        Action::Accept => PostResult::next(),
+        Action::Hold => PostResult::hold(why),
+        Action::Reject => {
+            PostResult::reject(550, "5.7.1", format!("Posting to {list} refused: {why}"))
+        }
+        Action::Discard => PostResult::discard(why),
+    }
+}
+
+/// Whether the host's `Authentication-Results` (the first one, which is the host's own)
+/// says the author's domain failed DMARC.
+fn dmarc_failed(message: &Message) -> bool {
+    message
+        .header("authentication-results")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("dmarc=fail"))
+}
+
+struct Moderation;
+
+impl Plugin for Moderation {
+    fn on_post(message: Message) -> HookResult<PostResult> {
+        let c: Config = roost_plugin_sdk::config()?;
+        let list = message.list_address.clone();
+        let sender = message
+            .from_address()
+            .filter(|a| a.contains('@'))
+            .unwrap_or(&message.envelope.mail_from)
+            .to_string();
+
+        if any_match(&c.deny, &sender) {
+            let why = format!("{sender} may not post");
+            return Ok(match c.deny_action {
+                DenyAction::Reject => act(Action::Reject, why, &list),
+                DenyAction::Discard => act(Action::Discard, why, &list),
+            });
+        }
+
+        let top = message
+            .header("content-type")
+            .unwrap_or("text/plain")
+            .to_string();
+        let types = mime::media_types(&top, &message.body);
+        if let Some(t) = types.iter().find(|t| any_match(&c.reject_types, t)) {
+            return Ok(act(
+                Action::Reject,
+                format!("attachments of type {t} are not allowed"),
+                &list,
+            ));
+        }
+        let mut result = PostResult::next();
+        if !c.strip_types.is_empty()
+            && let Some(body) =
+                mime::without(&top, &message.body, &|t| any_match(&c.strip_types, t))
+        {
+            result = result.edit(Edit::ReplaceBody(body));
+        }
+
+        if c.auth_failures != Action::Accept && dmarc_failed(&message) {
+            let why = format!("the author's domain fails DMARC for {sender}");
+            return Ok(with_edits(act(c.auth_failures, why, &list), result));
+        }
+        if any_match(&c.allow, &sender) {
+            return Ok(result);
+        }
+        if let Some(kb) = c.hold_above_kb
+            && message.size > kb * 1024
+        {
+            let why = format!(
+                "the post is {} KB, over the list's {kb} KB",
+                message.size / 1024
+            );
+            return Ok(with_edits(PostResult::hold(why), result));
+        }
+        let decision = match members::get(&sender) {
+            Some(m) if m.moderated => act(c.moderated, format!("{sender} is moderated"), &list),
+            Some(_) => act(
+                c.members,
+                format!("member posts are set to {:?}", c.members).to_lowercase(),
+                &list,
+            ),
+            None => act(c.nonmembers, format!("{sender} is not a member"), &list),
+        };
+        Ok(with_edits(decision, result))
+    }
+
+    fn on_schedule(task: ScheduledTask) -> HookResult<()> {
+        if task.name != "expire-held" {
+            return Ok(());
+        }
+        let c: Config = roost_plugin_sdk::config()?;
+        let Some(days) = c.hold_days else {
+            return Ok(());
+        };
+        let cutoff = task.due_at.saturating_sub(u64::from(days) * 86_400_000);
+        for post in held::posts(1000) {
+            if post.received_at < cutoff {
+                let reason = format!("not approved within {days} days");
+                held::decide(&post.id, false, &reason)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn schedules() -> Vec<Schedule> {
+        vec![Schedule {
+            name: "expire-held".into(),
+            every_seconds: 60,
+        }]
+    }
+}
+
+/// A decision carrying the edits made so far (a stripped body is kept for a held post).
+fn with_edits(mut decision: PostResult, edits: PostResult) -> PostResult {
+    decision.edits.extend(edits.edits);
+    decision
+}
+
+roost_plugin_sdk::export_plugin!(Moderation, config = Config, hooks = [on_post, on_schedule]);
+
+#[cfg(test)]
+mod tests {
+    use super::matches;
+
+    #[test]
+    fn patterns() {
+        assert!(matches("*@example.org", "Ann@Example.org"));
+        assert!(matches("ann@*", "ann@x.y"));
+        assert!(matches("application/*exe*", "application/x-msexecutable"));
+        assert!(!matches("*@example.org", "ann@example.org.evil"));
+        assert!(matches("exact@x.y", "EXACT@x.y"));
+        assert!(!matches("a*b*c", "acb"));
+    }
+}
