@@ -15,9 +15,16 @@ use roost::store::Store;
 const LIST: &str = "news@lists.example.org";
 
 fn start(sink: &Recorder, moderation: &str) -> (Node, tempfile::TempDir) {
+    start_with(sink, moderation, "")
+}
+
+fn start_with(sink: &Recorder, moderation: &str, delivery: &str) -> (Node, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("roost.db").display());
-    let extra = format!("\n[delivery]\nsmarthost = \"{}\"\n", sink.addr());
+    let extra = format!(
+        "\n[delivery]\nsmarthost = \"{}\"\n{delivery}\n",
+        sink.addr()
+    );
     let mut node = Node::new(NodeSpec {
         db_url: &url,
         smtp_extra: &extra,
@@ -225,5 +232,34 @@ async fn held_posts_expire_with_a_notice_to_the_author() {
     .await
     .unwrap();
     assert!(runs >= 2, "one run per minute: {runs}");
+    assert!(node.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posts_failing_a_strict_dmarc_policy_follow_auth_failures() {
+    let dns = common::dns::Dns::start(&[
+        "--txt-record=_dmarc.strict.example,v=DMARC1; p=reject".into(),
+        "--txt-record=_dmarc.lax.example,v=DMARC1; p=none".into(),
+    ]);
+    let sink = Recorder::start(&[]);
+    let (mut node, _dir) = start_with(
+        &sink,
+        "members = \"accept\"\nnonmembers = \"accept\"\nauth_failures = \"hold\"\n",
+        &format!("nameservers = [\"127.0.0.1:{}\"]", dns.port),
+    );
+    let store = Store::connect(&node.db_url).await.unwrap();
+    // Unsigned, from an address its domain does not authorise: DMARC fails for both.
+    post(&node, "alice@strict.example", "strict", 100, &[]);
+    post(&node, "bob@lax.example", "lax", 100, &[]);
+    post(&node, "carl@nopolicy.example", "none", 100, &[]);
+    let (state, reason) = decided(&store, "strict").await;
+    assert_eq!(state, "held");
+    assert!(reason.contains("fails DMARC"), "{reason}");
+    assert_eq!(
+        decided(&store, "lax").await.0,
+        "accepted",
+        "p=none asks for nothing"
+    );
+    assert_eq!(decided(&store, "none").await.0, "accepted");
     assert!(node.stop().success());
 }

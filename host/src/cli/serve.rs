@@ -148,6 +148,10 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
         local: Mutex::new(local),
         delivery: Some(delivery.wake.clone()),
         links: Some(links),
+        auth: Some(Arc::new(crate::pipeline::auth::Authenticator::new(
+            &config.node.delivery.nameservers,
+            &config.node.hostname,
+        ))),
     });
     for _ in 0..PROCESSORS {
         tasks.push(tokio::spawn(processor.clone().run(stopped.clone())));

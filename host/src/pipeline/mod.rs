@@ -2,6 +2,7 @@
 //! processing of stored mail after intake's 250: posts through the `on-post` chain, commands
 //! through `on-command`, confirmations and owner mail by the host (`requests`).
 
+pub mod auth;
 mod chains;
 pub mod edits;
 pub mod process;

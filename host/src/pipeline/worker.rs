@@ -37,6 +37,8 @@ pub struct Processor {
     pub delivery: Option<Arc<Notify>>,
     /// Confirmation addresses and links for held-post notices and `-confirm+` answers.
     pub links: Option<Arc<crate::confirm::Links>>,
+    /// DKIM/SPF/DMARC results for the plugins (none: plugins see the post as received).
+    pub auth: Option<Arc<super::auth::Authenticator>>,
 }
 
 impl Processor {
@@ -199,7 +201,13 @@ impl Processor {
             }
             "owner" => requests::forward_to_owners(list),
             _ => {
-                let post = process::to_wit(m);
+                let mut post = process::to_wit(m);
+                if let Some(auth) = &self.auth {
+                    post = process::to_wit(&StoredMessage {
+                        raw: auth.annotate(m).await,
+                        ..m.clone()
+                    });
+                }
                 let (verdict, edits) =
                     process::run_chain(&self.runtime, chain, &post, list.on_plugin_error).await;
                 process::decide(list, m, verdict, &edits, self.links.as_deref())

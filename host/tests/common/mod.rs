@@ -2,6 +2,7 @@
 //! plugin components `make plugins` built, and messages to feed them.
 #![allow(dead_code)]
 
+pub mod dns;
 pub mod node;
 pub mod recorder;
 

@@ -12,7 +12,8 @@
 //! hold_above_kb = 500       # hold posts larger than this
 //! reject_types = ["application/x-msdownload"]  # refuse posts carrying these (patterns)
 //! strip_types = ["application/*"]             # remove such parts, keep the rest
-//! auth_failures = "hold"    # posts whose author's DMARC fails: accept | hold | reject | discard
+//! auth_failures = "hold"    # posts failing their author's DMARC quarantine/reject policy
+//!                           # (checked by the host): accept | hold | reject | discard
 //! hold_days = 14            # held posts not decided by then are rejected (author told;
 //!                           # checked every minute)
 //! ```
@@ -138,11 +139,14 @@ fn act(action: Action, why: String, list: &str) -> PostResult {
 }
 
 /// Whether the host's `Authentication-Results` (the first one, which is the host's own)
-/// says the author's domain failed DMARC.
+/// says the post fails DMARC for an author's domain that asks receivers to act on that
+/// (`quarantine` or `reject`); failing under `p=none` is common and means little.
 fn dmarc_failed(message: &Message) -> bool {
-    message
-        .header("authentication-results")
-        .is_some_and(|v| v.to_ascii_lowercase().contains("dmarc=fail"))
+    message.header("authentication-results").is_some_and(|v| {
+        let v = v.to_ascii_lowercase();
+        v.contains("dmarc=fail")
+            && (v.contains("policy.dmarc=quarantine") || v.contains("policy.dmarc=reject"))
+    })
 }
 
 struct Moderation;
