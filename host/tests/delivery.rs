@@ -11,7 +11,7 @@ use std::{
 };
 
 use common::{
-    node::{Node, NodeSpec, free_port, peer, send},
+    node::{Node, NodeSpec, peer, send},
     recorder::{Received, Recorder},
 };
 use roost::store::Store;
