@@ -237,7 +237,12 @@ fn dkim_key(dir: &std::path::Path, name: &str, rsa: bool) -> (std::path::PathBuf
     } else {
         keygen.args(["-algorithm", "ed25519"]);
     }
-    let status = keygen.arg("-out").arg(&key).status().expect("openssl");
+    let status = keygen
+        .arg("-out")
+        .arg(&key)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl");
     assert!(status.success());
     let der = Command::new("openssl")
         .args(["pkey", "-pubout", "-outform", "DER", "-in"])

@@ -296,3 +296,23 @@ async fn moderators_decide_by_reply_once_and_owner_mail_is_forwarded() {
     assert!(fwd.contains("From: Ann <ann@example.org>"), "{fwd}");
     assert!(node.stop().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_unsubscribe_mailto_works_without_a_subscription_plugin() {
+    let sink = Recorder::start(&[]);
+    let (mut node, _dir) = start(&sink, "");
+    let (code, _, err) = node.roost(&["members", "add", "news", "ann@example.org"]);
+    assert_eq!(code, 0, "{err}");
+    let store = Store::connect(&node.db_url).await.unwrap();
+    // What a mail client does with `<mailto:news-request@...?subject=unsubscribe>`.
+    send(&node.smtp, "ann@example.org", REQUEST, "unsubscribe", "");
+    let ask = mail_for(&sink, "ann@example.org", 0).await.text();
+    let url = local_url(&node, &line_with(&ask, "https://lists.example.org/c/"));
+    assert_eq!(curl(&["-X", "POST", &url]).0, 200);
+    assert_eq!(member_name(&store, "ann@example.org").await, None);
+    mail_for(&sink, "ann@example.org", 1).await;
+    send(&node.smtp, "bob@example.org", REQUEST, "subscribe", "");
+    let no = mail_for(&sink, "bob@example.org", 0).await.text();
+    assert!(no.contains("takes no commands by mail"), "{no}");
+    assert!(node.stop().success());
+}

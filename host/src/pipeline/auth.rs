@@ -17,13 +17,19 @@ use mail_auth::{
 use crate::{message, store::StoredMessage};
 
 /// The most all checks of one post may take.
-const BUDGET: Duration = Duration::from_secs(5);
+const BUDGET: Duration = Duration::from_secs(3);
 
 pub struct Authenticator {
     inner: Option<MessageAuthenticator>,
     /// The authserv-id: this node's host name.
     hostname: String,
+    /// After a check ran out of time, DNS is taken to be down until then: posts get
+    /// `temperror` at once instead of each waiting out the budget.
+    down_until: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// How long DNS is left alone after a check ran out of time.
+const BACK_OFF: Duration = Duration::from_secs(30);
 
 impl Authenticator {
     pub fn new(nameservers: &[std::net::SocketAddr], hostname: &str) -> Authenticator {
@@ -48,6 +54,7 @@ impl Authenticator {
         Authenticator {
             inner,
             hostname: hostname.to_string(),
+            down_until: std::sync::Mutex::new(None),
         }
     }
 
@@ -69,9 +76,28 @@ impl Authenticator {
         for (start, end) in forged.into_iter().rev() {
             raw.drain(start..end);
         }
-        let field = match tokio::time::timeout(BUDGET, self.results(m)).await {
-            Ok(Some(field)) => field,
-            _ => message::field_line(
+        let now = std::time::Instant::now();
+        let down = self
+            .down_until
+            .lock()
+            .is_ok_and(|d| d.is_some_and(|until| now < until));
+        let checked = if down {
+            None
+        } else {
+            match tokio::time::timeout(BUDGET, self.results(m)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::warn!("sender checks ran out of time; DNS left alone for 30 s");
+                    if let Ok(mut d) = self.down_until.lock() {
+                        *d = Some(std::time::Instant::now() + BACK_OFF);
+                    }
+                    None
+                }
+            }
+        };
+        let field = match checked {
+            Some(field) => field,
+            None => message::field_line(
                 "Authentication-Results",
                 &format!(
                     "{}; dkim=temperror; spf=temperror; dmarc=temperror",

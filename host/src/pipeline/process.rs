@@ -136,6 +136,9 @@ fn held_notice(
     reason: &str,
     links: &Links,
 ) -> Option<Notice> {
+    if list.owners.is_empty() {
+        return None;
+    }
     let approve = confirm::held_token(&links.keys, &m.id, true)?;
     let reject = confirm::held_token(&links.keys, &m.id, false)?;
     let subject = one_line(&message::header(&m.raw, "subject").unwrap_or_default());

@@ -68,6 +68,7 @@ pub async fn command(
     chain: &[crate::plugins::Bound],
     list: &ListConfig,
     m: &StoredMessage,
+    fallback: Option<(&Store, &Links)>,
 ) -> Decision {
     let Some(sender) = reply_to(list, m) else {
         return done(None);
@@ -110,6 +111,20 @@ pub async fn command(
             }
         }
     }
+    // The `mailto:` of every copy's List-Unsubscribe must work even on a list without a
+    // plugin for it: the host asks the member to confirm, as for any unsubscribe by mail.
+    if answer.is_none()
+        && matches!(verb.as_str(), "unsubscribe" | "leave" | "signoff")
+        && let Some((store, links)) = fallback
+    {
+        answer = Some(match unsubscribe(store, links, list, &sender).await {
+            Ok(text) => text,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot queue an unsubscribe confirmation");
+                "The list could not take your request just now. Please try again later.".into()
+            }
+        });
+    }
     let text = match answer {
         Some(text) if text.trim().is_empty() => return done(None),
         Some(text) => text,
@@ -125,6 +140,36 @@ pub async fn command(
         ),
     };
     done(reply(sender, list, text))
+}
+
+/// Ask `sender` to confirm leaving the list (a goodbye is queued with the confirmation).
+async fn unsubscribe(
+    store: &Store,
+    links: &Links,
+    list: &ListConfig,
+    sender: &str,
+) -> Result<String, crate::store::StoreError> {
+    if store.member(&list.address, sender).await?.is_none() {
+        return Ok(format!("{sender} is not subscribed to {}.", list.address));
+    }
+    let goodbye = Notice {
+        to: NoticeTarget::Address(sender.to_string()),
+        subject: format!("You have left {}", list.address),
+        body: format!("{sender} gets no more posts from {}.\n", list.address),
+    };
+    let action = crate::store::Action::Unsubscribe {
+        address: sender.to_string(),
+    };
+    let id = store
+        .create_confirmation(&list.address, &action, Some(&goodbye), 7 * 86_400_000)
+        .await?;
+    let token = confirm::row_token(&links.keys, id);
+    Ok(format!(
+        "To confirm that {sender} leaves {}, reply to this address:\n  {}\nor open:\n  {}\n",
+        list.address,
+        links.address(&list.address, &token),
+        links.url(&token)
+    ))
 }
 
 /// An answer to `NAME-confirm+TOKEN@`: carried out by the host (once, however often it is
