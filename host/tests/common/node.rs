@@ -19,6 +19,8 @@ pub struct Node {
     /// `127.0.0.1:PORT` of the HTTP server.
     pub http: String,
     pub db_url: String,
+    /// The node's name (`ROOST_NODE_NAME`); nodes of one cluster share a database.
+    pub name: String,
     child: Option<Child>,
 }
 
@@ -68,6 +70,7 @@ impl Node {
             smtp,
             http,
             db_url: spec.db_url.to_string(),
+            name: "test-node".to_string(),
             child: None,
         }
     }
@@ -82,6 +85,7 @@ impl Node {
             .args(["serve", "--config"])
             .arg(self.config())
             .env("ROOST_LOG", "warn")
+            .env("ROOST_NODE_NAME", &self.name)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -93,6 +97,11 @@ impl Node {
         // Keep reading so the node never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         self.child = Some(child);
+    }
+
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// SIGKILL: no chance to clean up.
@@ -129,6 +138,7 @@ impl Node {
             .arg("--config")
             .arg(self.config())
             .env("ROOST_LOG", "error")
+            .env("ROOST_NODE_NAME", &self.name)
             .output()
             .expect("run roost");
         (

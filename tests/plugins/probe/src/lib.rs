@@ -4,7 +4,7 @@
 
 use roost_plugin_sdk::{
     DeliveryStatus, Edit, Header, HookResult, HttpRequest, HttpResponse, Message, Plugin,
-    PostResult, Recipient,
+    PostResult, Recipient, Schedule, ScheduledTask,
     host::{clock, config, events, kv, log, members, notify, stats},
 };
 
@@ -20,6 +20,25 @@ impl Plugin for Probe {
             "X-Probe-To",
             recipient.address,
         ))])
+    }
+
+    /// Every second: one `tick` event keyed by the occurrence, so tests can count how often
+    /// each occurrence ran in the cluster.
+    fn on_schedule(task: ScheduledTask) -> HookResult<()> {
+        events::emit(&events::Event {
+            kind: "tick".into(),
+            post_id: None,
+            member: None,
+            key: Some(task.occurrence),
+        });
+        Ok(())
+    }
+
+    fn schedules() -> Vec<Schedule> {
+        vec![Schedule {
+            name: "tick".into(),
+            every_seconds: 1,
+        }]
     }
 
     fn on_http(req: HttpRequest) -> HookResult<HttpResponse> {
@@ -203,4 +222,4 @@ fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-roost_plugin_sdk::export_plugin!(Probe, hooks = [on_post, on_deliver, on_http]);
+roost_plugin_sdk::export_plugin!(Probe, hooks = [on_post, on_deliver, on_http, on_schedule]);

@@ -1,0 +1,389 @@
+//! Several real nodes on one PostgreSQL: takeover of a killed node's fan-out and posts,
+//! graceful rolling restarts, approvals raced from many places, and scheduled runs once in
+//! the cluster. A real receiving MTA (aiosmtpd) records every copy.
+
+mod common;
+
+use std::{
+    collections::{HashMap, HashSet},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use common::{
+    node::{API_TOKEN, Node, NodeSpec, send},
+    recorder::Recorder,
+};
+use roost::store::Store;
+
+const LIST: &str = "news@lists.example.org";
+
+/// `n` nodes named node-a, node-b, ... on one database, copies to `sink`.
+fn cluster(n: usize, db_url: &str, sink: &Recorder, list_extra: &str, delivery: &str) -> Vec<Node> {
+    let extra = format!(
+        "\n[delivery]\nsmarthost = \"{}\"\nretry_base = \"1s\"\nretry_max = \"2s\"\n{delivery}\n",
+        sink.addr()
+    );
+    let mut nodes: Vec<Node> = (0..n)
+        .map(|i| {
+            let mut node = Node::new(NodeSpec {
+                db_url,
+                smtp_extra: &extra,
+                lists: vec![(
+                    "news.toml",
+                    format!(
+                        "address = \"{LIST}\"\nname = \"News\"\nowners = [\"boss@example.org\"]\n{list_extra}"
+                    ),
+                )],
+            });
+            node.name = format!("node-{}", (b'a' + i as u8) as char);
+            node
+        })
+        .collect();
+    for node in &mut nodes {
+        node.start();
+    }
+    nodes
+}
+
+fn import(node: &Node, n: usize, domains: usize) {
+    let csv = node.dir.path().join("members.csv");
+    let rows: String = (0..n)
+        .map(|i| format!("member{i}@d{}.example\n", i % domains))
+        .collect();
+    std::fs::write(&csv, rows).unwrap();
+    let (code, _, err) = node.roost(&["members", "import", "news", csv.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+}
+
+/// How many copies each recipient got.
+fn tally(sink: &Recorder) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    for r in sink.received() {
+        for a in r.to {
+            *seen.entry(a).or_default() += 1;
+        }
+    }
+    seen
+}
+
+async fn wait_for_all(sink: &Recorder, n: usize, timeout: Duration) -> HashMap<String, usize> {
+    let started = Instant::now();
+    loop {
+        let seen = tally(sink);
+        if seen.len() >= n {
+            return seen;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "only {} of {n} members got the post",
+            seen.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_nodes_recipients_are_finished_by_the_survivors() {
+    let url = common::postgres_empty().await;
+    let sink = Recorder::start(&[]);
+    let mut nodes = cluster(3, &url, &sink, "", "batch_size = 50");
+    let total = 20_000;
+    import(&nodes[0], total, 50);
+    let store = Store::connect(&url).await.unwrap();
+    let id = send(&nodes[0].smtp, "ann@example.org", LIST, "Big", "to all");
+
+    // Kill node-b once it has copies of its own out.
+    let started = Instant::now();
+    loop {
+        let sent_by_b: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(succeeded), 0)::BIGINT FROM delivery_stats WHERE node = 'node-b'",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        if sent_by_b >= 500 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "node-b never got going"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    nodes[1].kill();
+    let killed_at = Instant::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let acked: HashSet<String> = tally(&sink).into_keys().collect();
+    let recorded: HashSet<String> = sqlx::query_scalar(
+        "SELECT address FROM recipients WHERE message_id = $1 AND state = 'sent'",
+    )
+    .bind(&id)
+    .fetch_all(store.pool())
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    let unrecorded: HashSet<&String> = acked.difference(&recorded).collect();
+    assert!(acked.len() < total, "killed too late to prove anything");
+
+    let seen = wait_for_all(&sink, total, Duration::from_secs(300)).await;
+    let finished_after = killed_at.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen = if tally(&sink).len() > seen.len() {
+        tally(&sink)
+    } else {
+        seen
+    };
+    let repeated: Vec<&String> = seen
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(a, _)| a)
+        .collect();
+    println!(
+        "killed node-b with {} of {total} acknowledged; {} acknowledged but unrecorded at the kill; \
+         {} repeated; all delivered {:.1}s after the kill",
+        acked.len(),
+        unrecorded.len(),
+        repeated.len(),
+        finished_after.as_secs_f64()
+    );
+    assert_eq!(seen.len(), total, "every member got the post");
+    for a in &repeated {
+        assert!(
+            unrecorded.contains(a),
+            "{a} was repeated but was recorded before the kill"
+        );
+        assert_eq!(seen[*a], 2);
+    }
+    let states = store.recipient_states(&id).await.unwrap();
+    assert_eq!(states.get("sent"), Some(&(total as i64)), "{states:?}");
+    let by_node: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT node, SUM(succeeded)::BIGINT FROM delivery_stats GROUP BY node ORDER BY node",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert!(
+        by_node.iter().filter(|(_, n)| *n > 0).count() >= 2,
+        "{by_node:?}"
+    );
+    for n in nodes.iter_mut().filter(|n| n.pid().is_some()) {
+        assert!(n.stop().success());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posts_of_a_node_killed_while_processing_are_taken_over() {
+    let url = common::postgres_empty().await;
+    let sink = Recorder::start(&[]);
+    let mut nodes = cluster(2, &url, &sink, "", "");
+    let store = Store::connect(&url).await.unwrap();
+    let source = Command::new(common::node::peer("SMTP_SOURCE"))
+        .env("LD_LIBRARY_PATH", common::node::peer("POSTFIX_LIB"))
+        .args([
+            "-s",
+            "5",
+            "-m",
+            "200",
+            "-l",
+            "1024",
+            "-f",
+            "ann@example.org",
+            "-t",
+            LIST,
+        ])
+        .arg(&nodes[0].smtp)
+        .output()
+        .unwrap();
+    assert!(source.status.success());
+    nodes[0].kill();
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE kind = 'post'")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored, 200, "every acknowledged post is stored");
+    let started = Instant::now();
+    loop {
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE state = 'stored'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        if left == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{left} posts still wait for the survivor"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(nodes[1].stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_every_node_in_turn_loses_and_repeats_nothing() {
+    let url = common::postgres_empty().await;
+    // Slow enough that the restarts happen during the fan-out.
+    let sink = Recorder::start(&["--delay-ms", "2"]);
+    let mut nodes = cluster(3, &url, &sink, "", "concurrency = 4\nbatch_size = 25");
+    let total = 3_000;
+    import(&nodes[0], total, 30);
+    send(
+        &nodes[0].smtp,
+        "ann@example.org",
+        LIST,
+        "Rolling",
+        "restart",
+    );
+    sink.wait_for(200, Duration::from_secs(60)).await;
+    for node in nodes.iter_mut() {
+        assert!(node.stop().success(), "graceful stop");
+        node.start();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let seen = wait_for_all(&sink, total, Duration::from_secs(240)).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let seen = if tally(&sink).len() >= seen.len() {
+        tally(&sink)
+    } else {
+        seen
+    };
+    let repeated: Vec<(&String, &usize)> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert_eq!(seen.len(), total);
+    assert!(
+        repeated.is_empty(),
+        "graceful restarts repeated {repeated:?}"
+    );
+    for n in &mut nodes {
+        assert!(n.stop().success());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_approvals_at_once_from_cli_and_rest_send_once() {
+    let url = common::postgres_empty().await;
+    let sink = Recorder::start(&[]);
+    let hostile = format!(
+        "\n[[plugin]]\nuse = \"{}\"\n",
+        common::component("hostile").display()
+    );
+    let mut nodes = cluster(3, &url, &sink, &hostile, "");
+    import(&nodes[0], 5, 1);
+    let store = Store::connect(&url).await.unwrap();
+    let id = send(
+        &nodes[0].smtp,
+        "ann@example.org",
+        LIST,
+        "hold",
+        "approve me",
+    );
+    for _ in 0..100 {
+        if store.message(&id).await.map(|m| m.state).ok().as_deref() == Some("held") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // 25 `roost held approve` processes and 25 REST calls to the three nodes, all at once.
+    let mut children = Vec::new();
+    for i in 0..50 {
+        let node = &nodes[i % 3];
+        let child = if i % 2 == 0 {
+            Command::new(env!("CARGO_BIN_EXE_roost"))
+                .args(["held", "approve", "news", &id, "--config"])
+                .arg(node.config())
+                .env("ROOST_LOG", "error")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        } else {
+            Command::new("curl")
+                .args([
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "-X",
+                    "POST",
+                    "-H",
+                ])
+                .arg(format!("Authorization: Bearer {API_TOKEN}"))
+                .arg(format!(
+                    "http://{}/api/v1/lists/news/held/{id}/approve",
+                    node.http
+                ))
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        children.push((i % 2 == 0, child));
+    }
+    let mut won = 0;
+    for (cli, child) in children {
+        let out = child.wait_with_output().unwrap();
+        let ok = if cli {
+            out.status.success()
+        } else {
+            String::from_utf8_lossy(&out.stdout) == "200"
+        };
+        won += usize::from(ok);
+    }
+    assert_eq!(won, 1, "exactly one approval changes the post");
+    sink.wait_for(5, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let seen = tally(&sink);
+    assert_eq!(
+        seen.len(),
+        5 + 1,
+        "5 members and the owners' moderation notice"
+    );
+    assert!(seen.values().all(|n| *n == 1), "{seen:?}");
+    for n in &mut nodes {
+        assert!(n.stop().success());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_scheduled_occurrence_runs_once_and_outlives_its_node() {
+    let url = common::postgres_empty().await;
+    let sink = Recorder::start(&[]);
+    let probe = format!(
+        "\n[[plugin]]\nuse = \"{}\"\n",
+        common::component("probe").display()
+    );
+    let mut nodes = cluster(3, &url, &sink, &probe, "");
+    let store = Store::connect(&url).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    nodes[0].kill();
+    nodes[1].kill();
+    let killed = roost::store::now_ms();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT key, COUNT(*) FROM events WHERE kind = 'tick' GROUP BY key ORDER BY key",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert!(rows.len() >= 8, "an occurrence a second: {rows:?}");
+    assert!(
+        rows.iter().all(|(_, n)| *n == 1),
+        "each occurrence once: {rows:?}"
+    );
+    let runners: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT node FROM schedule_runs WHERE plugin = 'probe'")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    assert!(!runners.is_empty());
+    let after: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM schedule_runs WHERE plugin = 'probe' AND started_at > $1 AND state = 'done'",
+    )
+    .bind(killed + 1000)
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert!(after >= 3, "the survivor keeps the schedule going: {after}");
+    assert!(nodes[2].stop().success());
+}
