@@ -387,3 +387,113 @@ async fn each_scheduled_occurrence_runs_once_and_outlives_its_node() {
     assert!(after >= 3, "the survivor keeps the schedule going: {after}");
     assert!(nodes[2].stop().success());
 }
+
+/// The code of the reply to the end of DATA (or of the first refused command).
+fn post_code(smtp: &str) -> u16 {
+    let program = r#"
+import smtplib, sys
+host, port = sys.argv[1].split(":")
+s = smtplib.SMTP(host, int(port), timeout=60)
+s.ehlo("client.example.org")
+try:
+    s.sendmail("ann@example.org", ["news@lists.example.org"], b"Subject: x\r\n\r\nbody\r\n")
+    print(250)
+except smtplib.SMTPDataError as e:
+    print(e.smtp_code)
+except smtplib.SMTPResponseException as e:
+    print(e.smtp_code)
+"#;
+    common::node::python(program, &[smtp])
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_loses_the_database_answers_4xx_and_rejoins() {
+    let direct = common::postgres_empty().await;
+    let proxy_port = common::node::free_port();
+    let control = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(control.path(), "up").unwrap();
+    let mut proxy = Command::new("python3")
+        .arg(common::root().join("host/tests/peers/tcp_proxy.py"))
+        .args([
+            "--port",
+            &proxy_port.to_string(),
+            "--to",
+            "127.0.0.1:5432",
+            "--control",
+        ])
+        .arg(control.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(proxy.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready");
+    }
+    let via_proxy = direct.replace(":5432/", &format!(":{proxy_port}/"));
+    let sink = Recorder::start(&[]);
+    let mut nodes = cluster(1, &via_proxy, &sink, "", "");
+    import(&nodes[0], 2, 1);
+    assert_eq!(post_code(&nodes[0].smtp), 250);
+    sink.wait_for(2, Duration::from_secs(30)).await;
+
+    std::fs::write(control.path(), "down").unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        post_code(&nodes[0].smtp),
+        451,
+        "no database: a temporary failure"
+    );
+    let health = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "30",
+        ])
+        .arg(format!("http://{}/healthz", nodes[0].http))
+        .output()
+        .unwrap();
+    let code = String::from_utf8_lossy(&health.stdout).to_string();
+    assert_eq!(code, "503");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        nodes[0]
+            .pid()
+            .is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
+    );
+
+    std::fs::write(control.path(), "up").unwrap();
+    let started = Instant::now();
+    loop {
+        if post_code(&nodes[0].smtp) == 250 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the node never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    sink.wait_for(4, Duration::from_secs(60)).await;
+    let store = Store::connect(&direct).await.unwrap();
+    let age: i64 = sqlx::query_scalar(
+        "SELECT (EXTRACT(EPOCH FROM now()) * 1000)::BIGINT - heartbeat_at FROM nodes WHERE name = 'node-a'",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert!(age < 5_000, "heartbeats resumed ({age} ms old)");
+    assert!(nodes[0].stop().success());
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+}
