@@ -497,3 +497,40 @@ async fn a_node_that_loses_the_database_answers_4xx_and_rejoins() {
     let _ = proxy.kill();
     let _ = proxy.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_domain_rate_limit_holds_for_the_cluster_as_a_whole() {
+    let url = common::postgres_empty().await;
+    let sink = Recorder::start(&[]);
+    let mut nodes = cluster(
+        3,
+        &url,
+        &sink,
+        "",
+        "batch_size = 10\nconcurrency = 2\n\n[delivery.domain.\"d0.example\"]\nrate = 10\nconnections = 6",
+    );
+    import(&nodes[0], 60, 1);
+    send(&nodes[0].smtp, "ann@example.org", LIST, "Paced", "gently");
+    let got = sink.wait_for(60, Duration::from_secs(60)).await;
+    let first = got.iter().map(|c| c.at).fold(f64::MAX, f64::min);
+    let last = got.iter().map(|c| c.at).fold(0.0, f64::max);
+    // 10 per second for the cluster: 60 copies take about 5 s. Three nodes each pacing
+    // at 10/s on their own would be done in about 1 s.
+    assert!(last - first >= 4.0, "60 copies in {:.2}s", last - first);
+    let store = Store::connect(&url).await.unwrap();
+    let windows: Vec<i64> =
+        sqlx::query_scalar("SELECT taken FROM rate_windows WHERE domain = 'd0.example'")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    assert!(windows.iter().all(|t| *t <= 10), "{windows:?}");
+    let by_node: i64 =
+        sqlx::query_scalar("SELECT COUNT(DISTINCT node) FROM delivery_stats WHERE succeeded > 0")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert!(by_node >= 2, "several nodes shared the work");
+    for n in &mut nodes {
+        assert!(n.stop().success());
+    }
+}

@@ -80,6 +80,16 @@ pub struct DeliveryConfig {
     pub starttls: bool,
 }
 
+impl Default for DeliveryConfig {
+    /// The settings of a `roost.toml` without `[delivery]`.
+    fn default() -> Self {
+        match delivery_config(Path::new("roost.toml"), DeliverySection::default()) {
+            Ok(c) => c,
+            Err(e) => unreachable!("the defaults are valid: {e}"),
+        }
+    }
+}
+
 impl DeliveryConfig {
     pub fn limits(&self, domain: &str) -> DomainLimits {
         self.domains

@@ -131,7 +131,7 @@ impl Delivery {
             }
         };
         let gate = self.limits.gate(&batch.domain);
-        let _session = gate.session().await;
+        let session = gate.session().await;
 
         let mut conn: Option<Connection> = self.pool.take(&addrs);
         let mut reused = conn.is_some();
@@ -223,6 +223,7 @@ impl Delivery {
         if let Some(c) = conn {
             self.pool.put(c);
         }
+        session.release().await;
         match deferred {
             Some(reply) => retry(reply),
             None if cancelled.load(Ordering::Relaxed) => BatchEnd {

@@ -1,68 +1,165 @@
-//! Per-destination limits on this node: sessions open at once and copies per second.
+//! Per-destination limits for the whole cluster: sessions open at once to a domain, and
+//! copies per second to it (DESIGN §5 — "10/s with 3 nodes gives at most 10/s").
+//!
+//! Both live in the database, but not one round trip per copy: a session takes a leased
+//! slot once per batch (`session_slots`), and rate tokens are taken a chunk at a time for
+//! the current second (`rate_windows`), a tenth of the rate per chunk. If the database does
+//! not answer, a node falls back to its own share: it keeps sending within the local caps.
 
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::config::DeliveryConfig;
+use crate::{
+    config::{DeliveryConfig, DomainLimits},
+    store::Store,
+};
+
+/// How long to wait before asking again for a slot when all are taken.
+const SLOT_WAIT: Duration = Duration::from_millis(200);
 
 /// The gate of one destination domain.
 pub struct Gate {
-    sessions: Arc<Semaphore>,
-    rate: f64,
-    bucket: Mutex<Bucket>,
+    domain: String,
+    limits: DomainLimits,
+    local: Arc<Semaphore>,
+    tokens: Mutex<Tokens>,
+    store: Store,
+    node: String,
+    lease_ms: i64,
 }
 
-struct Bucket {
-    tokens: f64,
-    at: Instant,
+/// Rate tokens this node holds for one second.
+#[derive(Default)]
+struct Tokens {
+    second: i64,
+    left: i64,
+}
+
+/// A session slot, held while a batch sends; give it back with `release`.
+pub struct Session {
+    _local: Option<OwnedSemaphorePermit>,
+    slot: Option<i64>,
+    gate: Arc<Gate>,
+}
+
+impl Session {
+    pub async fn release(mut self) {
+        if let Some(slot) = self.slot.take()
+            && let Err(e) = self
+                .gate
+                .store
+                .release_session_slot(&self.gate.domain, slot, &self.gate.node)
+                .await
+        {
+            tracing::warn!(error = %e, "cannot free a session slot; it frees when its lease runs out");
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // A batch task that ended without `release` (cancelled): free the slot anyway.
+        if let Some(slot) = self.slot.take() {
+            let gate = self.gate.clone();
+            tokio::spawn(async move {
+                let _ = gate
+                    .store
+                    .release_session_slot(&gate.domain, slot, &gate.node)
+                    .await;
+            });
+        }
+    }
+}
+
+fn now_seconds() -> (i64, Duration) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let into = Duration::from_nanos(u64::from(now.subsec_nanos()));
+    (i64::try_from(now.as_secs()).unwrap_or(i64::MAX), into)
 }
 
 impl Gate {
-    fn new(connections: u32, rate: f64) -> Gate {
-        Gate {
-            sessions: Arc::new(Semaphore::new(connections as usize)),
-            rate,
-            bucket: Mutex::new(Bucket {
-                tokens: rate.max(1.0),
-                at: Instant::now(),
-            }),
+    /// A session slot of the domain, cluster-wide; waits while all are taken.
+    pub async fn session(self: &Arc<Self>) -> Session {
+        let local = self.local.clone().acquire_owned().await.ok();
+        loop {
+            match self
+                .store
+                .take_session_slot(
+                    &self.domain,
+                    i64::from(self.limits.connections),
+                    &self.node,
+                    self.lease_ms,
+                )
+                .await
+            {
+                Ok(Some(slot)) => {
+                    return Session {
+                        _local: local,
+                        slot: Some(slot),
+                        gate: self.clone(),
+                    };
+                }
+                Ok(None) => tokio::time::sleep(SLOT_WAIT).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, domain = %self.domain, "cannot take a session slot; using this node's own limit");
+                    return Session {
+                        _local: local,
+                        slot: None,
+                        gate: self.clone(),
+                    };
+                }
+            }
         }
     }
 
-    /// A session slot; held while a batch sends.
-    pub async fn session(&self) -> Option<OwnedSemaphorePermit> {
-        self.sessions.clone().acquire_owned().await.ok()
-    }
-
-    /// Wait until one more copy may go (a token bucket refilled at `rate` per second, with
-    /// a burst of one second's worth). Waiters reserve their token before sleeping, so
-    /// concurrent senders are spaced out rather than woken together.
+    /// Wait until one more copy may go to the domain, cluster-wide.
     pub async fn pace(&self) {
-        if self.rate <= 0.0 {
+        let rate = self.limits.rate;
+        if rate <= 0.0 {
             return;
         }
-        let wait = {
-            let Ok(mut b) = self.bucket.lock() else {
+        let limit = rate.ceil() as i64;
+        let chunk = ((rate / 10.0).ceil() as i64).max(1);
+        loop {
+            let (second, into) = now_seconds();
+            if let Ok(mut t) = self.tokens.lock()
+                && t.second == second
+                && t.left > 0
+            {
+                t.left -= 1;
                 return;
-            };
-            let now = Instant::now();
-            let burst = self.rate.max(1.0);
-            b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * self.rate).min(burst);
-            b.at = now;
-            b.tokens -= 1.0;
-            if b.tokens >= 0.0 {
-                Duration::ZERO
-            } else {
-                Duration::from_secs_f64(-b.tokens / self.rate)
             }
-        };
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+            match self
+                .store
+                .take_rate_tokens(&self.domain, second, chunk, limit)
+                .await
+            {
+                Ok(0) => {
+                    // This second is used up by the cluster: wait for the next.
+                    tokio::time::sleep(Duration::from_secs(1).saturating_sub(into)).await;
+                }
+                Ok(granted) => {
+                    if let Ok(mut t) = self.tokens.lock() {
+                        if t.second != second {
+                            *t = Tokens { second, left: 0 };
+                        }
+                        t.left += granted - 1;
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, domain = %self.domain, "cannot take rate tokens; pacing locally");
+                    tokio::time::sleep(Duration::from_secs_f64(1.0 / rate)).await;
+                    return;
+                }
+            }
         }
     }
 }
@@ -70,24 +167,38 @@ impl Gate {
 pub struct Limits {
     config: DeliveryConfig,
     gates: Mutex<HashMap<String, Arc<Gate>>>,
+    store: Store,
+    node: String,
+    lease_ms: i64,
 }
 
 impl Limits {
-    pub fn new(config: &DeliveryConfig) -> Limits {
+    pub fn new(config: &DeliveryConfig, store: Store, node: &str, lease: Duration) -> Limits {
         Limits {
             config: config.clone(),
             gates: Mutex::new(HashMap::new()),
+            store,
+            node: node.to_string(),
+            lease_ms: i64::try_from(lease.as_millis()).unwrap_or(30_000),
         }
     }
 
     pub fn gate(&self, domain: &str) -> Arc<Gate> {
         let limits = self.config.limits(domain);
+        let make = || {
+            Arc::new(Gate {
+                domain: domain.to_string(),
+                limits,
+                local: Arc::new(Semaphore::new(limits.connections as usize)),
+                tokens: Mutex::new(Tokens::default()),
+                store: self.store.clone(),
+                node: self.node.clone(),
+                lease_ms: self.lease_ms,
+            })
+        };
         match self.gates.lock() {
-            Ok(mut gates) => gates
-                .entry(domain.to_string())
-                .or_insert_with(|| Arc::new(Gate::new(limits.connections, limits.rate)))
-                .clone(),
-            Err(_) => Arc::new(Gate::new(limits.connections, limits.rate)),
+            Ok(mut gates) => gates.entry(domain.to_string()).or_insert_with(make).clone(),
+            Err(_) => make(),
         }
     }
 }
@@ -97,15 +208,55 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn pacing_holds_the_rate() {
-        let gate = Gate::new(1, 20.0);
-        let start = Instant::now();
-        for _ in 0..40 {
-            gate.pace().await;
+    async fn pacing_holds_the_rate_across_gates() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let config = DeliveryConfig {
+            default_limits: DomainLimits {
+                connections: 2,
+                rate: 20.0,
+            },
+            ..DeliveryConfig::default()
+        };
+        // Two nodes' gates for one domain share the database's tokens.
+        let a = Limits::new(&config, store.clone(), "a", Duration::from_secs(5)).gate("x.example");
+        let b = Limits::new(&config, store.clone(), "b", Duration::from_secs(5)).gate("x.example");
+        let start = std::time::Instant::now();
+        for i in 0..60 {
+            if i % 2 == 0 {
+                a.pace().await
+            } else {
+                b.pace().await
+            }
         }
-        // 20 go at once (the burst), the next 20 take a second.
+        // At most 20 per (aligned) second in all: 60 copies span at least two seconds.
         let took = start.elapsed();
-        assert!(took >= Duration::from_millis(900), "{took:?}");
-        assert!(took < Duration::from_millis(2000), "{took:?}");
+        assert!(took >= Duration::from_millis(1900), "{took:?}");
+        let windows: Vec<(i64, i64)> = sqlx::query_as("SELECT second, taken FROM rate_windows")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+        assert!(windows.iter().all(|(_, t)| *t <= 20), "{windows:?}");
+        // Two session slots, whichever node asks.
+        let s1 = a.session().await;
+        let s2 = b.session().await;
+        assert_eq!(
+            store
+                .take_session_slot("x.example", 2, "c", 5000)
+                .await
+                .unwrap(),
+            None
+        );
+        s1.release().await;
+        assert!(
+            store
+                .take_session_slot("x.example", 2, "c", 5000)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        s2.release().await;
     }
 }

@@ -101,6 +101,7 @@ impl Delivery {
             .map(|l| (l.address.clone(), l.clone()))
             .collect();
         let router = Arc::new(route::Router::new(&node.delivery));
+        let limits = limits::Limits::new(&node.delivery, store.clone(), &node.name, node.lease);
         let (tx, rx) = mpsc::channel(4_096);
         let recorder = tokio::spawn(recorder::run(store.clone(), node.name.clone(), rx));
         let delivery = Delivery {
@@ -126,7 +127,7 @@ impl Delivery {
                 tls: node.delivery.starttls.then(client::opportunistic_tls),
             },
             pool: pool::Pool::default(),
-            limits: limits::Limits::new(&node.delivery),
+            limits,
             recorder: tx,
             keys,
             public_url: node.http.public_url.clone(),
@@ -142,6 +143,7 @@ impl Delivery {
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let renewer = tokio::spawn(self.clone().renew_leases(shutdown.clone()));
         let mut tasks = tokio::task::JoinSet::new();
+        let mut pruned = std::time::Instant::now();
         loop {
             if *shutdown.borrow() {
                 break;
@@ -180,6 +182,13 @@ impl Delivery {
             }
             while tasks.try_join_next().is_some() {}
             self.pool.reap();
+            if pruned.elapsed() > Duration::from_secs(60) {
+                pruned = std::time::Instant::now();
+                let old = now_ms() / 1000 - 60;
+                if let Err(e) = self.store.prune_rate_windows(old).await {
+                    tracing::warn!(error = %e, "cannot prune rate windows");
+                }
+            }
             if claimed > 0 && claimed == free.min(256) {
                 continue;
             }
@@ -283,6 +292,9 @@ impl Delivery {
             tokio::select! {
                 _ = tokio::time::sleep(self.lease / 3) => {}
                 _ = shutdown.changed() => return,
+            }
+            if let Err(e) = self.store.renew_session_slots(&self.node, lease_ms).await {
+                tracing::warn!(error = %e, "cannot renew session slots");
             }
             let ids: Vec<i64> = match self.inflight.lock() {
                 Ok(m) => m.keys().copied().collect(),

@@ -465,6 +465,11 @@ impl Store {
     /// node's can still be working on them (node names are unique in a cluster).
     pub async fn release_leases_of(&self, owner: &str) -> Result<u64> {
         let mut released = 0;
+        released += sqlx::query("DELETE FROM session_slots WHERE node = $1")
+            .bind(owner)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
         for table in ["jobs", "batches"] {
             let sql = format!(
                 "UPDATE {table} SET lease_owner = NULL, lease_until = 0 WHERE lease_owner = $1"

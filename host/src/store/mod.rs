@@ -9,6 +9,7 @@ mod confirmations;
 mod deliveries;
 mod events;
 mod kv;
+mod limits;
 mod members;
 mod messages;
 mod nodes;
