@@ -8,115 +8,17 @@
 //!
 //! Run with `make bench`. Prints figures. `ROOST_BENCH_MEMBERS` changes the list size.
 
+mod common;
+
 use std::{
-    path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
-use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
-    net::TcpStream,
-};
+use common::{free_port, members, peak_mib, peer, root, submit, wait_listening};
 
 const DOMAINS: usize = 100;
 const LIST: &str = "news@lists.example.org";
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn peer(name: &str) -> String {
-    let text = std::fs::read_to_string(root().join("target/test-peers.env"))
-        .expect("target/test-peers.env: run `make bench`, which installs the peers");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}=")).map(str::to_string))
-        .expect(name)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn wait_listening(addr: &str) {
-    for _ in 0..300 {
-        if TcpStream::connect(addr).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("nothing listens on {addr}");
-}
-
-fn members(n: usize) -> Vec<String> {
-    (0..n)
-        .map(|i| format!("member{i}@d{}.example", i % DOMAINS))
-        .collect()
-}
-
-/// A 4 KB post.
-fn post_body() -> String {
-    let mut body = String::from(
-        "From: Ann <ann@example.org>\r\nTo: news@lists.example.org\r\nSubject: fan-out\r\n\r\n",
-    );
-    while body.len() < 4096 {
-        body.push_str(&"x".repeat(76));
-        body.push_str("\r\n");
-    }
-    body
-}
-
-async fn reply(r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> (u16, String) {
-    let mut all = String::new();
-    loop {
-        let mut line = String::new();
-        let n = r.read_line(&mut line).await.expect("read reply");
-        assert!(n > 0, "server closed the connection");
-        all.push_str(&line);
-        if line.as_bytes().get(3) != Some(&b'-') {
-            return (line[..3].parse().unwrap_or(0), all);
-        }
-    }
-}
-
-/// Send one message to `rcpts` (pipelined RCPTs; `mail_from` is everything after
-/// `MAIL FROM:`); returns when the 250 for the data came.
-async fn submit(addr: &str, mail_from: &str, rcpts: &[String]) {
-    let tcp = TcpStream::connect(addr).await.expect("connect");
-    tcp.set_nodelay(true).unwrap();
-    let (rd, mut wr) = tcp.into_split();
-    let mut rd = BufReader::new(rd);
-    assert_eq!(reply(&mut rd).await.0, 220);
-    wr.write_all(b"EHLO bench.example.org\r\n").await.unwrap();
-    assert_eq!(reply(&mut rd).await.0, 250);
-    wr.write_all(format!("MAIL FROM:{mail_from}\r\n").as_bytes())
-        .await
-        .unwrap();
-    let (code, text) = reply(&mut rd).await;
-    assert_eq!(code, 250, "{text}");
-    for chunk in rcpts.chunks(1000) {
-        let mut out = String::new();
-        for r in chunk {
-            out.push_str(&format!("RCPT TO:<{r}>\r\n"));
-        }
-        wr.write_all(out.as_bytes()).await.unwrap();
-        for _ in chunk {
-            let (code, text) = reply(&mut rd).await;
-            assert_eq!(code, 250, "{text}");
-        }
-    }
-    wr.write_all(b"DATA\r\n").await.unwrap();
-    assert_eq!(reply(&mut rd).await.0, 354);
-    wr.write_all(post_body().as_bytes()).await.unwrap();
-    wr.write_all(b".\r\n").await.unwrap();
-    let (code, text) = reply(&mut rd).await;
-    assert_eq!(code, 250, "{text}");
-    let _ = wr.write_all(b"QUIT\r\n").await;
-}
 
 struct Row {
     name: String,
@@ -130,20 +32,6 @@ impl Row {
     fn rate(&self) -> f64 {
         self.recipients as f64 / self.seconds
     }
-}
-
-/// Peak resident memory of a process (VmHWM), in MiB.
-fn peak_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
 }
 
 async fn roost(name: &str, sink: &str, n: usize, plugin: Option<&str>) -> Row {
@@ -169,7 +57,7 @@ async fn roost(name: &str, sink: &str, n: usize, plugin: Option<&str>) -> Row {
     )
     .unwrap();
     let csv = dir.path().join("members.csv");
-    std::fs::write(&csv, members(n).join("\n")).unwrap();
+    std::fs::write(&csv, members(n, DOMAINS).join("\n")).unwrap();
     let status = Command::new(env!("CARGO_BIN_EXE_roost"))
         .args(["members", "import", "news"])
         .arg(&csv)
@@ -243,7 +131,7 @@ async fn postfix(sink_port: u16, n: usize) -> Row {
     submit(
         &addr,
         "<news-bounces@lists.example.org> XVERP=+=",
-        &members(n),
+        &members(n, DOMAINS),
     )
     .await;
     let started = Instant::now();

@@ -7,14 +7,17 @@
 //!
 //! Run with `make bench` (it installs the peers and builds the plugins). Prints figures.
 
+mod common;
+
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
+use common::{free_port, peer, reply, root, wait_listening};
 use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    io::{AsyncWriteExt, BufReader},
     net::TcpStream,
 };
 
@@ -22,47 +25,6 @@ const SESSIONS: usize = 20;
 const MESSAGES: usize = 5_000;
 const SIZE: usize = 4096;
 const RCPT: &str = "announce@lists.example.org";
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn peers() -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(root().join("target/test-peers.env"))
-        .expect("target/test-peers.env: run `make bench`, which installs the peers");
-    text.lines()
-        .filter_map(|l| {
-            l.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-        })
-        .collect()
-}
-
-fn peer(name: &str) -> String {
-    peers()
-        .into_iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v)
-        .expect(name)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn wait_listening(addr: &str) {
-    for _ in 0..200 {
-        if TcpStream::connect(addr).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("nothing listens on {addr}");
-}
 
 struct Row {
     name: &'static str,
@@ -117,35 +79,23 @@ async fn latencies(addr: &str) -> Vec<Duration> {
     all
 }
 
-async fn reply(r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> u16 {
-    let mut line = String::new();
-    loop {
-        line.clear();
-        let n = r.read_line(&mut line).await.expect("read reply");
-        assert!(n > 0, "server closed the connection");
-        if line.as_bytes().get(3) != Some(&b'-') {
-            return line[..3].parse().unwrap_or(0);
-        }
-    }
-}
-
 async fn session(addr: &str, s: usize, count: usize) -> Vec<Duration> {
     let tcp = TcpStream::connect(addr).await.expect("connect");
     // The dot goes out at once, not after a delayed ACK of the body (Nagle).
     tcp.set_nodelay(true).expect("nodelay");
     let (rd, mut wr) = tcp.into_split();
     let mut rd = BufReader::new(rd);
-    assert_eq!(reply(&mut rd).await, 220);
+    assert_eq!(reply(&mut rd).await.0, 220);
     wr.write_all(b"EHLO bench.example.org\r\n").await.unwrap();
-    assert_eq!(reply(&mut rd).await, 250);
+    assert_eq!(reply(&mut rd).await.0, 250);
     let filler = "x".repeat(76);
     let mut out = Vec::with_capacity(count);
     for i in 0..count {
         let envelope = format!("MAIL FROM:<ann@example.org>\r\nRCPT TO:<{RCPT}>\r\nDATA\r\n");
         wr.write_all(envelope.as_bytes()).await.unwrap();
-        assert_eq!(reply(&mut rd).await, 250);
-        assert_eq!(reply(&mut rd).await, 250);
-        assert_eq!(reply(&mut rd).await, 354);
+        assert_eq!(reply(&mut rd).await.0, 250);
+        assert_eq!(reply(&mut rd).await.0, 250);
+        assert_eq!(reply(&mut rd).await.0, 354);
         let mut body =
             format!("From: ann@example.org\r\nTo: {RCPT}\r\nSubject: bench {s}-{i}\r\n\r\n");
         while body.len() < SIZE {
@@ -155,7 +105,7 @@ async fn session(addr: &str, s: usize, count: usize) -> Vec<Duration> {
         wr.write_all(body.as_bytes()).await.unwrap();
         let t = Instant::now();
         wr.write_all(b".\r\n").await.unwrap();
-        let code = reply(&mut rd).await;
+        let code = reply(&mut rd).await.0;
         out.push(t.elapsed());
         assert_eq!(code, 250, "message refused");
     }
@@ -289,26 +239,10 @@ async fn main() {
         .await,
     );
 
-    let admin = std::env::var("ROOST_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let name = format!("roost_t_bench_{}", std::process::id());
-    let store = roost::store::Store::connect(&admin)
-        .await
-        .expect("postgres");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(store.pool())
-        .await
-        .expect("create db");
-    let pg_url = format!(
-        "{}/{name}",
-        admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b)
-    );
+    let pg_url = common::pg_create(&name).await;
     rows.push(roost_row("Roost, PostgreSQL", &pg_url, |_| pg_url.clone()).await);
-    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE {name} WITH (FORCE)"
-    )))
-    .execute(store.pool())
-    .await;
+    common::pg_drop(&name).await;
 
     println!();
     println!(

@@ -511,6 +511,24 @@ async fn a_domain_rate_limit_holds_for_the_cluster_as_a_whole() {
     );
     import(&nodes[0], 60, 1);
     send(&nodes[0].smtp, "ann@example.org", LIST, "Paced", "gently");
+    // While it is paced, `roost nodes` shows who is sending what.
+    let mut busy = String::new();
+    for _ in 0..40 {
+        let (code, out, err) = nodes[2].roost(&["nodes"]);
+        assert_eq!(code, 0, "{err}");
+        if let Some(line) = out
+            .lines()
+            .find(|l| l.contains(" batches") && !l.contains("\t0 processing, 0 batches"))
+        {
+            busy = line.to_string();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        busy.starts_with("node-") && busy.contains("\talive\t"),
+        "no node shown at work: {busy}"
+    );
     let got = sink.wait_for(60, Duration::from_secs(60)).await;
     let first = got.iter().map(|c| c.at).fold(f64::MAX, f64::min);
     let last = got.iter().map(|c| c.at).fold(0.0, f64::max);

@@ -31,7 +31,13 @@ const RECONNECTS: u32 = 2;
 
 impl Delivery {
     /// Send a batch and hand every outcome, then the batch's end, to the recorder.
-    pub(super) async fn send_batch(self: Arc<Self>, batch: Batch, cancelled: Arc<AtomicBool>) {
+    /// `recipients`: the batch's waiting recipients when the claim loaded them.
+    pub(super) async fn send_batch(
+        self: Arc<Self>,
+        batch: Batch,
+        cancelled: Arc<AtomicBool>,
+        recipients: Option<Vec<Recipient>>,
+    ) {
         let span = tracing::info_span!(
             "delivery",
             batch = batch.id,
@@ -41,7 +47,7 @@ impl Delivery {
         );
         let tx = self.recorder.clone();
         let end = self
-            .run_batch(&batch, &cancelled, &tx)
+            .run_batch(&batch, &cancelled, &tx, recipients)
             .instrument(span)
             .await;
         let _ = tx.send(Record::End(end)).await;
@@ -52,6 +58,7 @@ impl Delivery {
         batch: &Batch,
         cancelled: &AtomicBool,
         tx: &mpsc::Sender<Record>,
+        preloaded: Option<Vec<Recipient>>,
     ) -> BatchEnd {
         let retry = |reply: String| BatchEnd {
             batch: batch.id,
@@ -65,9 +72,12 @@ impl Delivery {
                 return retry(format!("4.3.0 {e}"));
             }
         };
-        let recipients = match self.store.batch_recipients(batch).await {
-            Ok(r) => r,
-            Err(e) => return retry(format!("4.3.0 {e}")),
+        let recipients = match preloaded {
+            Some(r) => r,
+            None => match self.store.batch_recipients(batch).await {
+                Ok(r) => r,
+                Err(e) => return retry(format!("4.3.0 {e}")),
+            },
         };
         let report = |r: &Recipient, outcome: Outcome| {
             Record::Result(DeliveryResult {
@@ -223,7 +233,7 @@ impl Delivery {
         if let Some(c) = conn {
             self.pool.put(c);
         }
-        session.release().await;
+        drop(session);
         match deferred {
             Some(reply) => retry(reply),
             None if cancelled.load(Ordering::Relaxed) => BatchEnd {

@@ -1,10 +1,12 @@
 //! Per-destination limits for the whole cluster: sessions open at once to a domain, and
 //! copies per second to it (DESIGN §5 — "10/s with 3 nodes gives at most 10/s").
 //!
-//! Both live in the database, but not one round trip per copy: a session takes a leased
-//! slot once per batch (`session_slots`), and rate tokens are taken a chunk at a time for
-//! the current second (`rate_windows`), a tenth of the rate per chunk. If the database does
-//! not answer, a node falls back to its own share: it keeps sending within the local caps.
+//! Both live in the database, but not one round trip per copy or per batch: a node leases
+//! session slots (`session_slots`) and keeps them while it has batches for the domain,
+//! handing them from batch to batch in memory, and gives back the ones idle for a couple of
+//! seconds; rate tokens are taken a chunk at a time for the current second (`rate_windows`),
+//! a tenth of the rate per chunk. If the database does not answer, a node falls back to its
+//! own share: it keeps sending within the local caps.
 
 use std::{
     collections::HashMap,
@@ -21,6 +23,8 @@ use crate::{
 
 /// How long to wait before asking again for a slot when all are taken.
 const SLOT_WAIT: Duration = Duration::from_millis(200);
+/// A slot this node holds but has not used for this long goes back to the cluster.
+const SLOT_IDLE: Duration = Duration::from_secs(2);
 
 /// The gate of one destination domain.
 pub struct Gate {
@@ -28,6 +32,8 @@ pub struct Gate {
     limits: DomainLimits,
     local: Arc<Semaphore>,
     tokens: Mutex<Tokens>,
+    /// Slots this node leases for the domain: in use (`None`), or idle since when.
+    slots: Mutex<HashMap<i64, Option<std::time::Instant>>>,
     store: Store,
     node: String,
     lease_ms: i64,
@@ -40,38 +46,21 @@ struct Tokens {
     left: i64,
 }
 
-/// A session slot, held while a batch sends; give it back with `release`.
+/// A session slot, held while a batch sends.
 pub struct Session {
     _local: Option<OwnedSemaphorePermit>,
     slot: Option<i64>,
     gate: Arc<Gate>,
 }
 
-impl Session {
-    pub async fn release(mut self) {
-        if let Some(slot) = self.slot.take()
-            && let Err(e) = self
-                .gate
-                .store
-                .release_session_slot(&self.gate.domain, slot, &self.gate.node)
-                .await
-        {
-            tracing::warn!(error = %e, "cannot free a session slot; it frees when its lease runs out");
-        }
-    }
-}
-
 impl Drop for Session {
     fn drop(&mut self) {
-        // A batch task that ended without `release` (cancelled): free the slot anyway.
-        if let Some(slot) = self.slot.take() {
-            let gate = self.gate.clone();
-            tokio::spawn(async move {
-                let _ = gate
-                    .store
-                    .release_session_slot(&gate.domain, slot, &gate.node)
-                    .await;
-            });
+        // The slot stays leased by this node for its next batch to the domain; it goes
+        // back to the cluster when it has been idle for a while (`Gate::reap`).
+        if let Some(slot) = self.slot.take()
+            && let Ok(mut slots) = self.gate.slots.lock()
+        {
+            slots.insert(slot, Some(std::time::Instant::now()));
         }
     }
 }
@@ -88,33 +77,67 @@ impl Gate {
     /// A session slot of the domain, cluster-wide; waits while all are taken.
     pub async fn session(self: &Arc<Self>) -> Session {
         let local = self.local.clone().acquire_owned().await.ok();
+        let session = |local, slot| Session {
+            _local: local,
+            slot,
+            gate: self.clone(),
+        };
+        let idle = self.slots.lock().ok().and_then(|mut slots| {
+            let slot = slots
+                .iter()
+                .find(|(_, idle)| idle.is_some())
+                .map(|(s, _)| *s)?;
+            slots.insert(slot, None);
+            Some(slot)
+        });
+        if let Some(slot) = idle {
+            return session(local, Some(slot));
+        }
+        let connections = i64::from(self.limits.connections);
         loop {
             match self
                 .store
-                .take_session_slot(
-                    &self.domain,
-                    i64::from(self.limits.connections),
-                    &self.node,
-                    self.lease_ms,
-                )
+                .take_session_slot(&self.domain, connections, &self.node, self.lease_ms)
                 .await
             {
                 Ok(Some(slot)) => {
-                    return Session {
-                        _local: local,
-                        slot: Some(slot),
-                        gate: self.clone(),
-                    };
+                    if let Ok(mut slots) = self.slots.lock() {
+                        slots.insert(slot, None);
+                    }
+                    return session(local, Some(slot));
                 }
                 Ok(None) => tokio::time::sleep(SLOT_WAIT).await,
                 Err(e) => {
                     tracing::warn!(error = %e, domain = %self.domain, "cannot take a session slot; using this node's own limit");
-                    return Session {
-                        _local: local,
-                        slot: None,
-                        gate: self.clone(),
-                    };
+                    return session(local, None);
                 }
+            }
+        }
+    }
+
+    /// Give back the slots idle for longer than [`SLOT_IDLE`].
+    async fn reap(&self) {
+        let stale: Vec<i64> = match self.slots.lock() {
+            Ok(mut slots) => {
+                let stale: Vec<i64> = slots
+                    .iter()
+                    .filter(|(_, idle)| idle.is_some_and(|t| t.elapsed() > SLOT_IDLE))
+                    .map(|(s, _)| *s)
+                    .collect();
+                for s in &stale {
+                    slots.remove(s);
+                }
+                stale
+            }
+            Err(_) => Vec::new(),
+        };
+        for slot in stale {
+            if let Err(e) = self
+                .store
+                .release_session_slot(&self.domain, slot, &self.node)
+                .await
+            {
+                tracing::warn!(error = %e, "cannot free a session slot; it frees when its lease runs out");
             }
         }
     }
@@ -164,6 +187,19 @@ impl Gate {
     }
 }
 
+impl Limits {
+    /// Give back every gate's idle session slots (called from the delivery loop).
+    pub async fn reap(&self) {
+        let gates: Vec<Arc<Gate>> = match self.gates.lock() {
+            Ok(g) => g.values().cloned().collect(),
+            Err(_) => Vec::new(),
+        };
+        for g in gates {
+            g.reap().await;
+        }
+    }
+}
+
 pub struct Limits {
     config: DeliveryConfig,
     gates: Mutex<HashMap<String, Arc<Gate>>>,
@@ -191,6 +227,7 @@ impl Limits {
                 limits,
                 local: Arc::new(Semaphore::new(limits.connections as usize)),
                 tokens: Mutex::new(Tokens::default()),
+                slots: Mutex::new(HashMap::new()),
                 store: self.store.clone(),
                 node: self.node.clone(),
                 lease_ms: self.lease_ms,
@@ -231,15 +268,18 @@ mod tests {
                 b.pace().await
             }
         }
-        // At most 20 per (aligned) second in all: 60 copies span at least two seconds.
+        // At most 20 per (aligned) second in all: 60 copies need three seconds' windows,
+        // so they cross at least two second boundaries.
         let took = start.elapsed();
-        assert!(took >= Duration::from_millis(1900), "{took:?}");
+        assert!(took >= Duration::from_millis(1000), "{took:?}");
         let windows: Vec<(i64, i64)> = sqlx::query_as("SELECT second, taken FROM rate_windows")
             .fetch_all(store.pool())
             .await
             .unwrap();
+        assert!(windows.len() >= 3, "{windows:?}");
         assert!(windows.iter().all(|(_, t)| *t <= 20), "{windows:?}");
-        // Two session slots, whichever node asks.
+        // Two session slots, whichever node asks; a node reuses its own, and gives them
+        // back once idle.
         let s1 = a.session().await;
         let s2 = b.session().await;
         assert_eq!(
@@ -249,7 +289,19 @@ mod tests {
                 .unwrap(),
             None
         );
-        s1.release().await;
+        drop(s1);
+        let again = a.session().await;
+        assert_eq!(
+            store
+                .take_session_slot("x.example", 2, "c", 5000)
+                .await
+                .unwrap(),
+            None
+        );
+        drop(again);
+        drop(s2);
+        tokio::time::sleep(SLOT_IDLE + Duration::from_millis(100)).await;
+        a.reap().await;
         assert!(
             store
                 .take_session_slot("x.example", 2, "c", 5000)
@@ -257,6 +309,5 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
-        s2.release().await;
     }
 }

@@ -63,8 +63,10 @@ pub struct Delivery {
     public_url: String,
     /// Batches this node is sending, with the flag that stops one whose lease was lost.
     inflight: Mutex<HashMap<i64, Arc<AtomicBool>>>,
-    /// Woken when a batch ends (a slot is free) or new work was queued on this node.
+    /// Woken when this node's processors accepted posts (or queued notices).
     pub wake: Arc<Notify>,
+    /// Woken when a batch ends (room for more).
+    batch_done: Notify,
 }
 
 /// Why delivery cannot start.
@@ -133,6 +135,7 @@ impl Delivery {
             public_url: node.http.public_url.clone(),
             inflight: Mutex::new(HashMap::new()),
             wake: Arc::new(Notify::new()),
+            batch_done: Notify::new(),
         };
         Ok((Arc::new(delivery), recorder))
     }
@@ -144,15 +147,25 @@ impl Delivery {
         let renewer = tokio::spawn(self.clone().renew_leases(shutdown.clone()));
         let mut tasks = tokio::task::JoinSet::new();
         let mut pruned = std::time::Instant::now();
+        // New posts and notices are looked for when this node's processors say so, and on
+        // every poll; not after every batch (that would be two statements per batch).
+        let mut housekeeping = true;
+        // Batches are claimed several at a time: a claim is a transaction, and claiming
+        // each time one batch ends would make it one per batch.
+        let min_claim = (self.config.concurrency as usize / 8).max(1);
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            self.expand().await;
-            self.notices().await;
-            let free = (self.config.concurrency as usize).saturating_sub(self.inflight_count());
+            if housekeeping {
+                self.expand().await;
+                self.notices().await;
+                housekeeping = false;
+            }
+            let inflight = self.inflight_count();
+            let free = (self.config.concurrency as usize).saturating_sub(inflight);
             let mut claimed = 0;
-            if free > 0 {
+            if free >= min_claim || (free > 0 && inflight == 0) {
                 let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(30_000);
                 match self
                     .store
@@ -161,7 +174,18 @@ impl Delivery {
                 {
                     Ok(batches) => {
                         claimed = batches.len();
+                        // One query for the recipients of the whole claim, not one per batch;
+                        // a batch loads its own if this fails.
+                        let mut loaded = match self.store.recipients_of(&batches).await {
+                            Ok(r) => Some(r),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot load the claimed recipients");
+                                None
+                            }
+                        };
                         for b in batches {
+                            let recipients =
+                                loaded.as_mut().map(|l| l.remove(&b.id).unwrap_or_default());
                             let flag = Arc::new(AtomicBool::new(false));
                             if let Ok(mut inflight) = self.inflight.lock() {
                                 inflight.insert(b.id, flag.clone());
@@ -169,11 +193,11 @@ impl Delivery {
                             let me = self.clone();
                             tasks.spawn(async move {
                                 let id = b.id;
-                                me.clone().send_batch(b, flag).await;
+                                me.clone().send_batch(b, flag, recipients).await;
                                 if let Ok(mut inflight) = me.inflight.lock() {
                                     inflight.remove(&id);
                                 }
-                                me.wake.notify_one();
+                                me.batch_done.notify_one();
                             });
                         }
                     }
@@ -182,6 +206,7 @@ impl Delivery {
             }
             while tasks.try_join_next().is_some() {}
             self.pool.reap();
+            self.limits.reap().await;
             if pruned.elapsed() > Duration::from_secs(60) {
                 pruned = std::time::Instant::now();
                 let old = now_ms() / 1000 - 60;
@@ -193,8 +218,9 @@ impl Delivery {
                 continue;
             }
             tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(POLL) => {}
+                _ = self.wake.notified() => housekeeping = true,
+                _ = self.batch_done.notified() => {}
+                _ = tokio::time::sleep(POLL) => housekeeping = true,
                 _ = shutdown.changed() => {}
             }
         }

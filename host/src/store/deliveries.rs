@@ -167,7 +167,9 @@ impl Store {
     }
 
     /// Lease up to `limit` batches that are due (their retry time has come and nobody
-    /// holds them, or their holder's lease lapsed).
+    /// holds them, or their holder's lease lapsed). The first batch of every domain comes
+    /// before the second of any (`seq`): domains start together, and a node's later batches
+    /// for a domain reuse its session slot there instead of taking another.
     pub async fn claim_batches(
         &self,
         owner: &str,
@@ -182,7 +184,7 @@ impl Store {
         let sql = format!(
             "UPDATE batches SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
              WHERE id IN (SELECT id FROM batches WHERE run_after <= $3 AND lease_until < $3 \
-             ORDER BY run_after, id LIMIT $4{lock}) \
+             ORDER BY run_after, seq, id LIMIT $4{lock}) \
              RETURNING id, message_id, domain, seq, attempts"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -231,6 +233,37 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// The waiting recipients of several batches in one query (a claim's worth), by batch.
+    pub async fn recipients_of(&self, batches: &[Batch]) -> Result<HashMap<i64, Vec<Recipient>>> {
+        let mut out: HashMap<i64, Vec<Recipient>> = HashMap::new();
+        for chunk in batches.chunks(500) {
+            let sql = format!(
+                "SELECT b.id, r.id, r.member_id, r.address, m.name FROM batches b \
+                 JOIN recipients r ON r.message_id = b.message_id AND r.domain = b.domain \
+                 AND r.seq = b.seq AND r.state = 'queued' \
+                 LEFT JOIN members m ON m.id = r.member_id \
+                 WHERE b.id IN ({}) ORDER BY r.id",
+                (1..=chunk.len())
+                    .map(|i| format!("${i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for b in chunk {
+                q = q.bind(b.id);
+            }
+            for r in q.fetch_all(self.pool()).await? {
+                out.entry(r.try_get(0)?).or_default().push(Recipient {
+                    id: r.try_get(1)?,
+                    member_id: r.try_get(2)?,
+                    address: r.try_get(3)?,
+                    name: r.try_get(4)?,
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// Extend this node's leases on batches it is sending; returns those still its own.

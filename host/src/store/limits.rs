@@ -54,7 +54,13 @@ impl Store {
         lease_ms: i64,
     ) -> Result<Option<i64>> {
         let now = now_ms();
-        for slot in 0..connections {
+        // Each node starts its search at its own place, so nodes seldom try the same slot
+        // (each try is a statement).
+        let start = node
+            .bytes()
+            .fold(0i64, |h, b| (h * 31 + i64::from(b)) % 1_000_003)
+            % connections.max(1);
+        for slot in (0..connections).map(|i| (start + i) % connections) {
             let taken: Option<i64> = sqlx::query_scalar(
                 "INSERT INTO session_slots (domain, slot, node, lease_until) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (domain, slot) DO UPDATE SET node = $3, lease_until = $4 \

@@ -34,7 +34,7 @@ pub use events::{EventCounts, EventQuery, NewEvent};
 pub use kv::{KvEntry, KvScope};
 pub use members::{DeliveryStatus, Member, check_address};
 pub use messages::{Decision, Job, MessageKind, NewMessage, StoredMessage};
-pub use nodes::{NameTaken, NodeRow};
+pub use nodes::{NameTaken, NodeRow, NodeWork};
 pub use notices::{BuiltNotice, Notice, NoticeTarget, PendingNotice};
 pub use schedules::Occurrence;
 pub use spool::Spool;

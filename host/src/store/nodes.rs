@@ -144,3 +144,49 @@ impl Store {
             .collect()
     }
 }
+
+/// What a node holds leases on right now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeWork {
+    /// Posts (and other mail) being processed.
+    pub processing: i64,
+    /// Delivery batches being sent.
+    pub batches: i64,
+    /// Scheduled runs in progress.
+    pub schedules: i64,
+}
+
+impl Store {
+    /// Unexpired leases per node.
+    pub async fn node_work(&self) -> Result<std::collections::HashMap<String, NodeWork>> {
+        let now = super::now_ms();
+        let mut out: std::collections::HashMap<String, NodeWork> = std::collections::HashMap::new();
+        let counts: [(&str, &str); 3] = [
+            (
+                "processing",
+                "SELECT lease_owner, COUNT(*) FROM jobs WHERE lease_owner IS NOT NULL AND lease_until >= $1 GROUP BY lease_owner",
+            ),
+            (
+                "batches",
+                "SELECT lease_owner, COUNT(*) FROM batches WHERE lease_owner IS NOT NULL AND lease_until >= $1 GROUP BY lease_owner",
+            ),
+            (
+                "schedules",
+                "SELECT node, COUNT(*) FROM schedule_runs WHERE state = 'running' AND lease_until >= $1 GROUP BY node",
+            ),
+        ];
+        for (what, sql) in counts {
+            let rows: Vec<(String, i64)> =
+                sqlx::query_as(sql).bind(now).fetch_all(self.pool()).await?;
+            for (node, n) in rows {
+                let w = out.entry(node).or_default();
+                match what {
+                    "processing" => w.processing = n,
+                    "batches" => w.batches = n,
+                    _ => w.schedules = n,
+                }
+            }
+        }
+        Ok(out)
+    }
+}
