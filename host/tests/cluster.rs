@@ -113,6 +113,11 @@ async fn a_killed_nodes_recipients_are_finished_by_the_survivors() {
     }
     nodes[1].kill();
     let killed_at = Instant::now();
+    let orphans: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM batches WHERE lease_owner = 'node-b'")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let acked: HashSet<String> = tally(&sink).into_keys().collect();
     let recorded: HashSet<String> = sqlx::query_scalar(
@@ -127,6 +132,27 @@ async fn a_killed_nodes_recipients_are_finished_by_the_survivors() {
     let unrecorded: HashSet<&String> = acked.difference(&recorded).collect();
     assert!(acked.len() < total, "killed too late to prove anything");
 
+    // The survivors take the dead node's batches over once its lease (2 s) lapses.
+    let taken_over = loop {
+        let still: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM batches WHERE lease_owner = 'node-b'")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        if still == 0 {
+            break killed_at.elapsed();
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(30),
+            "node-b's batches were never taken over"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        taken_over < Duration::from_millis(2_000 + 1_500),
+        "node-b's {} batches taken over only after {taken_over:?}",
+        orphans.len()
+    );
     let seen = wait_for_all(&sink, total, Duration::from_secs(300)).await;
     let finished_after = killed_at.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -141,9 +167,11 @@ async fn a_killed_nodes_recipients_are_finished_by_the_survivors() {
         .map(|(a, _)| a)
         .collect();
     println!(
-        "killed node-b with {} of {total} acknowledged; {} acknowledged but unrecorded at the kill; \
-         {} repeated; all delivered {:.1}s after the kill",
+        "killed node-b with {} of {total} acknowledged; its {} batches taken over after {:.1}s; \
+         {} acknowledged but unrecorded at the kill; {} repeated; all delivered {:.1}s after the kill",
         acked.len(),
+        orphans.len(),
+        taken_over.as_secs_f64(),
         unrecorded.len(),
         repeated.len(),
         finished_after.as_secs_f64()

@@ -157,21 +157,42 @@ impl Delivery {
             if *shutdown.borrow() {
                 break;
             }
+            let housekeeping_done = housekeeping;
             if housekeeping {
                 self.expand().await;
                 self.notices().await;
                 housekeeping = false;
             }
             let inflight = self.inflight_count();
-            let free = (self.config.concurrency as usize).saturating_sub(inflight);
+            let concurrency = self.config.concurrency as usize;
+            let free = concurrency.saturating_sub(inflight);
+            // A dead node's batches are taken as soon as its lease lapses, beyond this
+            // node's own concurrency if need be (up to half as much again): its recipients
+            // must not wait for a busy node to drain first.
+            let rescue = (concurrency + concurrency / 2).saturating_sub(inflight);
             let mut claimed = 0;
-            if free >= min_claim || (free > 0 && inflight == 0) {
+            let mut asked = 0;
+            let want = if free >= min_claim || (free > 0 && inflight == 0) {
+                asked = free.min(256);
+                Some(false)
+            } else if housekeeping_done && rescue > 0 {
+                asked = rescue.min(256);
+                Some(true)
+            } else {
+                None
+            };
+            if let Some(orphans) = want {
                 let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(30_000);
-                match self
-                    .store
-                    .claim_batches(&self.node, lease_ms, free.min(256) as u32)
-                    .await
-                {
+                let result = if orphans {
+                    self.store
+                        .claim_orphans(&self.node, lease_ms, asked as u32)
+                        .await
+                } else {
+                    self.store
+                        .claim_batches(&self.node, lease_ms, asked as u32)
+                        .await
+                };
+                match result {
                     Ok(batches) => {
                         claimed = batches.len();
                         // One query for the recipients of the whole claim, not one per batch;
@@ -214,7 +235,7 @@ impl Delivery {
                     tracing::warn!(error = %e, "cannot prune rate windows");
                 }
             }
-            if claimed > 0 && claimed == free.min(256) {
+            if claimed > 0 && claimed == asked {
                 continue;
             }
             tokio::select! {

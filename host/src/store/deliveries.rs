@@ -176,14 +176,40 @@ impl Store {
         lease_ms: i64,
         limit: u32,
     ) -> Result<Vec<Batch>> {
+        self.claim(owner, lease_ms, limit, false).await
+    }
+
+    /// Lease batches whose holder went silent (its lease lapsed while it still held them):
+    /// a dead node's work, which live nodes take on top of their own (see `delivery`).
+    pub async fn claim_orphans(
+        &self,
+        owner: &str,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<Batch>> {
+        self.claim(owner, lease_ms, limit, true).await
+    }
+
+    async fn claim(
+        &self,
+        owner: &str,
+        lease_ms: i64,
+        limit: u32,
+        orphans: bool,
+    ) -> Result<Vec<Batch>> {
         let now = now_ms();
+        let only = if orphans {
+            " AND lease_owner IS NOT NULL"
+        } else {
+            ""
+        };
         let lock = match self.backend() {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
         let sql = format!(
             "UPDATE batches SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
-             WHERE id IN (SELECT id FROM batches WHERE run_after <= $3 AND lease_until < $3 \
+             WHERE id IN (SELECT id FROM batches WHERE run_after <= $3 AND lease_until < $3{only} \
              ORDER BY run_after, seq, id LIMIT $4{lock}) \
              RETURNING id, message_id, domain, seq, attempts"
         );
