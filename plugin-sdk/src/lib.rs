@@ -38,6 +38,7 @@ pub mod bindings {
 
 mod helpers;
 mod macros;
+pub mod mime;
 #[doc(hidden)]
 pub use macros::__private;
 

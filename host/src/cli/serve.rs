@@ -103,6 +103,7 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
         api_token: config.node.http.api_token.clone(),
         runtime: runtime.clone(),
         chains: chains.clone(),
+        links: Default::default(),
     });
 
     let writers = match store.backend() {

@@ -271,6 +271,10 @@ impl Delivery {
                 let token = keys.sign(Purpose::Unsubscribe, &[member]);
                 out.extend_from_slice(format!("{public}/u/{token}").as_bytes());
             }
+            Slot::OpenUrl => {
+                let token = keys.sign(Purpose::Open, &[rid]);
+                out.extend_from_slice(format!("{public}/t/o/{token}").as_bytes());
+            }
             Slot::Link(n) if n as usize >= post.links.len() => {
                 // A placeholder for a link nobody declared: left as written.
                 out.extend_from_slice(format!("{{{{roost:link:{n}}}}}").as_bytes());

@@ -2,7 +2,8 @@
 //! each copy is a few byte copies rather than a re-parse (DESIGN §6).
 //!
 //! Placeholders (WIT `edit`): `{{roost:address}}`, `{{roost:name}}`,
-//! `{{roost:unsubscribe-url}}` and `{{roost:link:N}}`. Any other `{{roost:...}}` is text.
+//! `{{roost:unsubscribe-url}}`, `{{roost:open-url}}` and `{{roost:link:N}}`. Any other
+//! `{{roost:...}}` is text.
 
 use std::ops::Range;
 
@@ -12,6 +13,8 @@ pub enum Slot {
     Address,
     Name,
     UnsubscribeUrl,
+    /// The open-tracking pixel's URL.
+    OpenUrl,
     Link(u32),
 }
 
@@ -46,6 +49,7 @@ impl Template {
                 b"address" => Some(Slot::Address),
                 b"name" => Some(Slot::Name),
                 b"unsubscribe-url" => Some(Slot::UnsubscribeUrl),
+                b"open-url" => Some(Slot::OpenUrl),
                 _ => name
                     .strip_prefix(b"link:")
                     .and_then(|n| std::str::from_utf8(n).ok())
@@ -108,6 +112,7 @@ mod tests {
                 Slot::Address => b"bob@example.net",
                 Slot::Name => b"Bob",
                 Slot::UnsubscribeUrl => b"https://u/1",
+                Slot::OpenUrl => b"https://o/1",
                 Slot::Link(0) => b"https://t/0",
                 Slot::Link(_) => b"https://t/n",
             })

@@ -1,5 +1,6 @@
 //! The HTTP surface (axum on `[http] listen`): the links in copies (`/u/{token}`
-//! unsubscribe, `/c/{token}` confirmations), `/healthz`, `/metrics`, the REST API under
+//! unsubscribe, `/c/{token}` confirmations, `/t/c/` and `/t/o/` tracking), `/healthz`,
+//! `/metrics`, the REST API under
 //! `/api/v1` (`api.rs`) and the plugin routes `/p/{list}/{plugin}/...` (`plugin_route.rs`).
 //! Every node serves every token: they are checked with the cluster's key, and every state
 //! change they cause is a conditional update in the database.
@@ -8,6 +9,7 @@ mod api;
 mod error;
 mod links;
 mod plugin_route;
+mod tracking;
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -37,6 +39,8 @@ pub struct HttpState {
     pub api_token: Option<String>,
     pub runtime: Arc<Runtime>,
     pub chains: Arc<Chains>,
+    /// Tracked links per post, for `/t/c/`.
+    pub links: tracking::LinkCache,
 }
 
 impl HttpState {
@@ -58,6 +62,8 @@ pub fn router(state: Arc<HttpState>) -> Router {
             get(links::unsubscribe_page).post(links::unsubscribe),
         )
         .route("/c/{token}", get(links::confirm_page).post(links::confirm))
+        .route("/t/c/{token}", get(tracking::click))
+        .route("/t/o/{token}", get(tracking::open))
         .route("/p/{list}/{plugin}", any(plugin_route::call_root))
         .route("/p/{list}/{plugin}/{*rest}", any(plugin_route::call))
         .nest("/api/v1", api::router(state.clone()))

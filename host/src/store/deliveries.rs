@@ -488,6 +488,21 @@ impl Store {
             .collect()
     }
 
+    /// What a tracking token's recipient row stands for: (list, post id, address, the
+    /// post's stored edits).
+    pub async fn tracked_recipient(
+        &self,
+        recipient: i64,
+    ) -> Result<Option<(String, String, String, Option<String>)>> {
+        Ok(sqlx::query_as(
+            "SELECT m.list, r.message_id, r.address, m.edits FROM recipients r \
+             JOIN messages m ON m.id = r.message_id WHERE r.id = $1",
+        )
+        .bind(recipient)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
     /// Recipient counts of a post by state (for tests, `roost queue` and reports).
     pub async fn recipient_states(&self, message_id: &str) -> Result<HashMap<String, i64>> {
         let rows: Vec<(String, i64)> = sqlx::query_as(

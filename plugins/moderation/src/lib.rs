@@ -22,11 +22,10 @@
 //! the chain. Decisions on held posts (by moderators, or the expiry here) are made by the
 //! host, once.
 
-mod mime;
-
 use roost_plugin_sdk::{
     Deserialize, Edit, HookResult, Message, Plugin, PostResult, Schedule, ScheduledTask,
     host::{held, members},
+    mime,
 };
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]

@@ -1,0 +1,181 @@
+//! Click and open tracking end to end: the bundled `tracking` plugin rewrites a post's links
+//! once, copies caught by a real MTA carry per-recipient signed links, and curl follows them
+//! on two nodes of one PostgreSQL database.
+
+mod common;
+
+use std::{process::Command, time::Duration};
+
+use common::{
+    node::{Node, NodeSpec, python},
+    recorder::Recorder,
+};
+use roost::store::Store;
+
+const LIST: &str = "news@lists.example.org";
+
+fn curl(args: &[&str]) -> (u16, String, String) {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{redirect_url} %{content_type}",
+            "--max-time",
+            "20",
+        ])
+        .args(args)
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut parts = text.splitn(3, ' ');
+    (
+        parts.next().unwrap_or("0").parse().unwrap_or(0),
+        parts.next().unwrap_or("").to_string(),
+        parts.next().unwrap_or("").to_string(),
+    )
+}
+
+/// Every `https://lists.example.org/t/{c,o}/TOKEN` in a copy, pointed at `http`.
+fn tracking_links(text: &str, kind: &str, http: &str) -> Vec<String> {
+    let prefix = format!("https://lists.example.org/t/{kind}/");
+    text.match_indices(&prefix)
+        .map(|(at, _)| {
+            let token: String = text[at + prefix.len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect();
+            format!("http://{http}/t/{kind}/{token}")
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tracked_links_redirect_count_and_refuse_forgeries_on_any_node() {
+    let url = common::postgres_empty().await;
+    let sink = Recorder::start(&[]);
+    let extra = format!("\n[delivery]\nsmarthost = \"{}\"\n", sink.addr());
+    let list = format!(
+        "address = \"{LIST}\"\nname = \"News\"\n\n[[plugin]]\nuse = \"tracking\"\nignore = [\"*unsubscribe*\"]\n"
+    );
+    let mut nodes: Vec<Node> = (0..2)
+        .map(|i| {
+            let mut n = Node::new(NodeSpec {
+                db_url: &url,
+                smtp_extra: &extra,
+                lists: vec![("news.toml", list.clone())],
+            });
+            n.name = format!("node-{i}");
+            n.start();
+            n
+        })
+        .collect();
+    let (code, _, err) = nodes[0].roost(&[
+        "members",
+        "add",
+        "news",
+        "bob@example.net",
+        "carl@example.net",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let program = r#"
+import smtplib, sys
+from email.message import EmailMessage
+host, port = sys.argv[1].split(":")
+m = EmailMessage()
+m["From"] = "ann@example.org"
+m["To"] = "news@lists.example.org"
+m["Subject"] = "Links"
+m.set_content("Read https://example.org/page?a=1&b=2 now.\nLeave: https://example.org/unsubscribe\n")
+m.add_alternative('<html><body><p><a href="https://example.org/page?a=1&amp;b=2">page</a></p></body></html>', subtype="html")
+s = smtplib.SMTP(host, int(port), timeout=30)
+s.send_message(m)
+s.quit()
+"#;
+    python(program, &[&nodes[0].smtp]);
+    let copies = sink.wait_for(2, Duration::from_secs(30)).await;
+    let bob = copies
+        .iter()
+        .find(|c| c.to == ["bob@example.net"])
+        .unwrap()
+        .text();
+    assert!(
+        !bob.contains("https://example.org/page"),
+        "links rewritten:\n{bob}"
+    );
+    assert!(
+        bob.contains("https://example.org/unsubscribe"),
+        "ignored link kept:\n{bob}"
+    );
+    let clicks = tracking_links(&bob, "c", &nodes[1].http);
+    assert_eq!(clicks.len(), 2, "one link in each part:\n{bob}");
+    assert_eq!(
+        clicks[0], clicks[1],
+        "the same link has one token per recipient"
+    );
+    let opens = tracking_links(&bob, "o", &nodes[0].http);
+    assert_eq!(opens.len(), 1, "one pixel in the HTML part");
+    let carl = copies
+        .iter()
+        .find(|c| c.to == ["carl@example.net"])
+        .unwrap()
+        .text();
+    assert_ne!(
+        tracking_links(&carl, "c", &nodes[1].http)[0],
+        clicks[0],
+        "per recipient"
+    );
+
+    // A person clicks on node 1, a scanner on node 0; the pixel loads on node 0.
+    let (code, location, _) = curl(&[&clicks[0]]);
+    assert_eq!(
+        (code, location.as_str()),
+        (302, "https://example.org/page?a=1&b=2")
+    );
+    let on_other = clicks[0].replace(&nodes[1].http, &nodes[0].http);
+    let (code, _, _) = curl(&[
+        "-A",
+        "Mozilla/5.0 (compatible; GoogleImageProxy)",
+        &on_other,
+    ]);
+    assert_eq!(code, 302);
+    let (code, _, kind) = curl(&[&opens[0]]);
+    assert_eq!((code, kind.as_str()), (200, "image/gif"));
+    // Forged or altered tokens: 404, nothing counted.
+    let mut forged = clicks[0].clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == 'a' { 'b' } else { 'a' });
+    assert_eq!(curl(&[&forged]).0, 404);
+    assert_eq!(
+        curl(&[&format!(
+            "http://{}/t/c/aaaaaaaaaaaaaaaaaaaaa",
+            nodes[0].http
+        )])
+        .0,
+        404
+    );
+
+    let store = Store::connect(&url).await.unwrap();
+    let events: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT kind, member, key FROM events WHERE plugin = 'tracking' ORDER BY id",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        events,
+        vec![
+            ("click".into(), "bob@example.net".into(), Some("0".into())),
+            (
+                "click-prefetch".into(),
+                "bob@example.net".into(),
+                Some("0".into())
+            ),
+            ("open".into(), "bob@example.net".into(), None),
+        ]
+    );
+    for n in &mut nodes {
+        assert!(n.stop().success());
+    }
+}
