@@ -113,6 +113,33 @@ impl HttpResponse {
     }
 }
 
+/// Whether `text` matches `pattern`, where `*` stands for any run of characters; case is
+/// ignored (sender addresses, media types, links in plugin configs).
+pub fn pattern_matches(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.to_ascii_lowercase(), text.to_ascii_lowercase());
+    let pieces: Vec<&str> = p.split('*').collect();
+    if pieces.len() == 1 {
+        return p == t;
+    }
+    let mut rest = t.as_str();
+    for (i, piece) in pieces.iter().enumerate() {
+        if i == 0 {
+            match rest.strip_prefix(piece) {
+                Some(r) => rest = r,
+                None => return false,
+            }
+        } else if i == pieces.len() - 1 {
+            return rest.ends_with(piece);
+        } else {
+            match rest.find(piece) {
+                Some(at) => rest = &rest[at + piece.len()..],
+                None => return false,
+            }
+        }
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,5 +189,16 @@ mod tests {
         let r = PostResult::reject(550, "5.7.1", "no").edit(Edit::RemoveHeader("x".into()));
         assert!(matches!(r.verdict, Verdict::Reject(ref j) if j.code == 550));
         assert_eq!(r.edits.len(), 1);
+    }
+
+    #[test]
+    fn patterns() {
+        use super::pattern_matches as m;
+        assert!(m("*@example.org", "Ann@Example.org"));
+        assert!(m("ann@*", "ann@x.y"));
+        assert!(m("application/*exe*", "application/x-msexecutable"));
+        assert!(!m("*@example.org", "ann@example.org.evil"));
+        assert!(m("exact@x.y", "EXACT@x.y"));
+        assert!(!m("a*b*c", "acb"));
     }
 }

@@ -47,7 +47,7 @@ pub use bindings::roost::list::types::{
     DeliveryStatus, Edit, Envelope, Footer, Header, Hook, HttpRequest, HttpResponse, Manifest,
     Member, Message, PostResult, Recipient, Rejection, Schedule, ScheduledTask, Timestamp, Verdict,
 };
-pub use helpers::{NoConfig, config, parse_config};
+pub use helpers::{NoConfig, config, parse_config, pattern_matches};
 
 /// serde, re-exported so a plugin crate needs no dependency but this SDK. Derive with
 /// `#[derive(roost_plugin_sdk::Deserialize)]` and `#[serde(crate = "roost_plugin_sdk::serde")]`.

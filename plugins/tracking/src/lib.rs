@@ -13,7 +13,9 @@
 //! records the click at `/t/c/...` and redirects to the declared link only. The pixel is
 //! `{{roost:open-url}}`. Parts in base64 are left as they are.
 
-use roost_plugin_sdk::{Deserialize, Edit, Header, HookResult, Message, Plugin, PostResult, mime};
+use roost_plugin_sdk::{
+    Deserialize, Edit, Header, HookResult, Message, Plugin, PostResult, mime, pattern_matches,
+};
 
 #[derive(Deserialize)]
 #[serde(crate = "roost_plugin_sdk::serde", deny_unknown_fields)]
@@ -40,32 +42,6 @@ impl Default for Config {
     }
 }
 
-/// `*` matches any run of characters; case is ignored.
-fn matches(pattern: &str, text: &str) -> bool {
-    let (p, t) = (pattern.to_ascii_lowercase(), text.to_ascii_lowercase());
-    let pieces: Vec<&str> = p.split('*').collect();
-    if pieces.len() == 1 {
-        return p == t;
-    }
-    let mut rest = t.as_str();
-    for (i, piece) in pieces.iter().enumerate() {
-        if i == 0 {
-            match rest.strip_prefix(piece) {
-                Some(r) => rest = r,
-                None => return false,
-            }
-        } else if i == pieces.len() - 1 {
-            return rest.ends_with(piece);
-        } else {
-            match rest.find(piece) {
-                Some(at) => rest = &rest[at + piece.len()..],
-                None => return false,
-            }
-        }
-    }
-    true
-}
-
 /// The links of a post, numbered in order of first appearance.
 struct Links<'a> {
     urls: Vec<String>,
@@ -75,7 +51,7 @@ struct Links<'a> {
 impl Links<'_> {
     /// The placeholder for `url`, or `None` for a link left alone.
     fn placeholder(&mut self, url: &str) -> Option<String> {
-        if self.ignore.iter().any(|p| matches(p, url)) {
+        if self.ignore.iter().any(|p| pattern_matches(p, url)) {
             return None;
         }
         let n = match self.urls.iter().position(|u| u == url) {
