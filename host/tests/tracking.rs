@@ -175,6 +175,63 @@ s.quit()
             ("open".into(), "bob@example.net".into(), None),
         ]
     );
+
+    // The reports see the same: in the terminal and as JSON/CSV.
+    let post: String = sqlx::query_scalar("SELECT id FROM messages WHERE kind = 'post'")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    let (code, out, err) = nodes[0].roost(&["report", "post", &post]);
+    assert_eq!(code, 0, "{err}");
+    for line in [
+        "recipients\t2\n",
+        "delivered\t2\n",
+        "opens\t1 (1 unique)\n",
+        "clicks\t1 (1 unique)\n",
+        "prefetches\t1\n",
+        "link 0\t1 (1 unique)\n",
+    ] {
+        assert!(out.contains(line), "{line:?} missing in\n{out}");
+    }
+    let (code, out, err) = nodes[1].roost(&["report", "speed", "--hours", "2"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines().any(|l| l.ends_with("\t(cluster)\t2\t2\t0")),
+        "{out}"
+    );
+    let api = |path: &str| {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-H",
+                &format!("Authorization: Bearer {}", common::node::API_TOKEN),
+            ])
+            .arg(format!("http://{}/api/v1/reports/{path}", nodes[1].http))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let json: serde_json::Value = serde_json::from_str(&api(&format!("posts/{post}"))).unwrap();
+    assert_eq!(json["delivered"], 2);
+    assert_eq!(json["clicks"]["unique"], 1);
+    assert_eq!(json["links"]["0"]["total"], 1, "{json}");
+    let csv = api("speed?hours=2&format=csv");
+    assert!(
+        csv.starts_with("hour,node,attempted,succeeded,failed\n"),
+        "{csv}"
+    );
+    assert_eq!(
+        csv.lines()
+            .map(|l| l
+                .split(',')
+                .nth(3)
+                .unwrap_or("0")
+                .parse::<u64>()
+                .unwrap_or(0))
+            .sum::<u64>(),
+        2,
+        "{csv}"
+    );
     for n in &mut nodes {
         assert!(n.stop().success());
     }

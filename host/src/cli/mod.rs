@@ -7,6 +7,7 @@ mod members;
 mod nodes;
 mod plugin;
 mod queue;
+mod report;
 mod serve;
 
 use std::path::PathBuf;
@@ -47,6 +48,9 @@ pub enum Command {
     Nodes,
     /// What waits to be delivered, per destination: recipients, next attempt, last reply.
     Queue,
+    /// Reports in the terminal.
+    #[command(subcommand)]
+    Report(ReportCommand),
     /// Work with plugin components.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -76,6 +80,22 @@ pub enum MembersCommand {
     List { list: String },
     /// Import a CSV file of `address[,name]` rows (bad rows are reported and skipped).
     Import { list: String, file: PathBuf },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReportCommand {
+    /// Server Sending Speed: attempted, succeeded and failed copies per hour, per node and
+    /// for the cluster.
+    Speed {
+        /// Only this node.
+        #[arg(long)]
+        node: Option<String>,
+        /// How many hours back (the current one included).
+        #[arg(long, default_value_t = 24)]
+        hours: u32,
+    },
+    /// One post: recipients, delivered, deferred, bounced, unsubscribed, opens, clicks.
+    Post { id: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -118,6 +138,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Lists => lists::show(&cli.config).await,
         Command::Nodes => nodes::show(&cli.config).await,
         Command::Queue => queue::show(&cli.config).await,
+        Command::Report(ReportCommand::Speed { node, hours }) => {
+            report::speed(&cli.config, node.as_deref(), hours).await
+        }
+        Command::Report(ReportCommand::Post { id }) => report::post(&cli.config, &id).await,
         Command::Plugin(PluginCommand::Check { file }) => plugin::check(&file).await,
         Command::Members(MembersCommand::Add { list, addresses }) => {
             members::add(&cli.config, &list, &addresses).await

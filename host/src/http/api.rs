@@ -27,6 +27,8 @@ pub fn router(state: Arc<HttpState>) -> Router<Arc<HttpState>> {
         .route("/lists/{list}/held", get(held))
         .route("/lists/{list}/held/{id}/approve", post(approve))
         .route("/lists/{list}/held/{id}/reject", post(reject))
+        .route("/reports/speed", get(super::reports::speed))
+        .route("/reports/posts/{id}", get(super::reports::post))
         .fallback(|| async { ApiError::not_found("no such API endpoint") })
         .layer(middleware::from_fn_with_state(state, authenticate))
 }

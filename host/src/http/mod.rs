@@ -9,6 +9,7 @@ mod api;
 mod error;
 mod links;
 mod plugin_route;
+mod reports;
 mod tracking;
 
 use std::{collections::HashMap, sync::Arc};

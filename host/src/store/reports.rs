@@ -1,0 +1,115 @@
+//! What the reports read: a post's delivery and tracking figures.
+
+use std::collections::BTreeMap;
+
+use super::{Result, Store};
+
+/// Total and distinct-member counts of one kind of event.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    pub total: i64,
+    pub unique: i64,
+}
+
+/// One post's figures.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PostReport {
+    pub id: String,
+    pub list: String,
+    pub recipients: i64,
+    pub delivered: i64,
+    /// Still waiting, after at least one failed attempt.
+    pub deferred: i64,
+    /// Still waiting, not yet tried.
+    pub waiting: i64,
+    /// Refused permanently or given up (bounces).
+    pub bounced: i64,
+    /// Recipients who are no longer members.
+    pub unsubscribed: i64,
+    pub opens: Counts,
+    pub clicks: Counts,
+    /// Opens and clicks by known prefetchers (not counted above).
+    pub prefetches: i64,
+    /// Clicks per link number.
+    pub links: BTreeMap<i64, Counts>,
+}
+
+impl Store {
+    pub async fn post_report(&self, id: &str) -> Result<Option<PostReport>> {
+        let Some(list): Option<String> =
+            sqlx::query_scalar("SELECT list FROM messages WHERE id = $1")
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?
+        else {
+            return Ok(None);
+        };
+        let mut r = PostReport {
+            id: id.to_string(),
+            list,
+            ..PostReport::default()
+        };
+        let states: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT state, CASE WHEN attempts > 0 THEN 1 ELSE 0 END, COUNT(*) FROM recipients \
+             WHERE message_id = $1 GROUP BY state, CASE WHEN attempts > 0 THEN 1 ELSE 0 END",
+        )
+        .bind(id)
+        .fetch_all(self.pool())
+        .await?;
+        for (state, tried, n) in states {
+            r.recipients += n;
+            match (state.as_str(), tried) {
+                ("sent", _) => r.delivered += n,
+                ("queued", 1) => r.deferred += n,
+                ("queued", _) => r.waiting += n,
+                _ => r.bounced += n,
+            }
+        }
+        r.unsubscribed = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM recipients r WHERE r.message_id = $1 AND r.member_id IS NOT NULL \
+             AND NOT EXISTS (SELECT 1 FROM members m WHERE m.id = r.member_id)",
+        )
+        .bind(id)
+        .fetch_one(self.pool())
+        .await?;
+        let events: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT kind, COALESCE(key, ''), COUNT(*), COUNT(DISTINCT member) FROM events \
+             WHERE post_id = $1 AND plugin = 'tracking' GROUP BY kind, COALESCE(key, '')",
+        )
+        .bind(id)
+        .fetch_all(self.pool())
+        .await?;
+        for (kind, key, total, _) in &events {
+            match kind.as_str() {
+                "click" => {
+                    if let Ok(n) = key.parse::<i64>() {
+                        let c = r.links.entry(n).or_default();
+                        c.total += total;
+                    }
+                }
+                "open" => {}
+                _ => r.prefetches += total,
+            }
+        }
+        // Distinct members over all links and per link need their own counts.
+        for (kind, counts) in [("open", &mut r.opens), ("click", &mut r.clicks)] {
+            let (total, unique): (i64, i64) = sqlx::query_as(
+                "SELECT COUNT(*), COUNT(DISTINCT member) FROM events \
+                 WHERE post_id = $1 AND plugin = 'tracking' AND kind = $2",
+            )
+            .bind(id)
+            .bind(kind)
+            .fetch_one(self.pool())
+            .await?;
+            *counts = Counts { total, unique };
+        }
+        for (kind, key, _, unique) in events {
+            if kind == "click"
+                && let Ok(n) = key.parse::<i64>()
+            {
+                r.links.entry(n).or_default().unique = unique;
+            }
+        }
+        Ok(Some(r))
+    }
+}
