@@ -25,7 +25,7 @@ demo: plugins build
 test: plugins
 	scripts/ensure-postgres.sh
 	scripts/ensure-test-peers.sh
-	$(CARGO) test -p roost -p roost-plugin-sdk -p subject-tag -p moderation -p subscription -p tracking --no-fail-fast
+	$(CARGO) test -p roost -p roost-plugin-sdk -p subject-tag -p moderation -p subscription -p tracking -p reports --no-fail-fast
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -3,7 +3,7 @@
 # (taken out of Debian's postfix package without installing or configuring Postfix),
 # Python's smtplib, aiosmtpd (a receiving MTA that records what it gets) and dkimpy (an
 # independent DKIM verifier) in a private virtualenv, dnsmasq (real DNS for MX and DMARC
-# records) and openssl (DKIM keys). Writes target/test-peers.env for the tests.
+# records), openssl (DKIM keys) and Chromium (report pages). Writes target/test-peers.env.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -21,6 +21,8 @@ command -v swaks >/dev/null || { say "installing swaks"; apt_install swaks; }
 perl -MNet::SSLeay -e1 2>/dev/null || { say "installing libnet-ssleay-perl"; apt_install libnet-ssleay-perl libio-socket-ssl-perl; }
 
 command -v openssl >/dev/null || { say "installing openssl"; apt_install openssl; }
+# Headless Chromium renders the report pages in the tests.
+command -v chromium >/dev/null || { say "installing chromium"; apt_install chromium; }
 command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || { say "installing dnsmasq-base"; apt_install dnsmasq-base; }
 dnsmasq_bin="$(command -v dnsmasq || echo /usr/sbin/dnsmasq)"
 
@@ -53,5 +55,6 @@ mkdir -p "$here/target"
   echo "SWAKS=$(command -v swaks)"
   echo "PEER_PYTHON=$venv/bin/python"
   echo "DNSMASQ=$dnsmasq_bin"
+  echo "CHROMIUM=$(command -v chromium)"
 } > "$here/target/test-peers.env"
 say "ready"

@@ -55,7 +55,10 @@ fn tracking_links(text: &str, kind: &str, http: &str) -> Vec<String> {
 async fn tracked_links_redirect_count_and_refuse_forgeries_on_any_node() {
     let url = common::postgres_empty().await;
     let sink = Recorder::start(&[]);
-    let extra = format!("\n[delivery]\nsmarthost = \"{}\"\n", sink.addr());
+    let extra = format!(
+        "\n[delivery]\nsmarthost = \"{}\"\n\n[[plugin]]\nuse = \"reports\"\n",
+        sink.addr()
+    );
     let list = format!(
         "address = \"{LIST}\"\nname = \"News\"\n\n[[plugin]]\nuse = \"tracking\"\nignore = [\"*unsubscribe*\"]\n"
     );
@@ -232,6 +235,49 @@ s.quit()
         2,
         "{csv}"
     );
+    // The Server Sending Speed page, rendered by headless Chromium.
+    let shots = common::root().join("target/test-artifacts");
+    std::fs::create_dir_all(&shots).unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    let page = format!("http://{}/reports/speed?hours=6", nodes[0].http);
+    let chromium = |extra: &[&str]| {
+        Command::new(common::node::peer("CHROMIUM"))
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--window-size=900,700",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .arg(&page)
+            .output()
+            .expect("chromium")
+    };
+    let dom = String::from_utf8_lossy(&chromium(&["--dump-dom"]).stdout).into_owned();
+    assert!(dom.contains("<h1>Server Sending Speed</h1>"), "{dom}");
+    for series in ["attempted", "succeeded", "failed"] {
+        assert!(
+            dom.contains(&format!("data-series=\"{series}\"")),
+            "{series} missing: {dom}"
+        );
+    }
+    assert!(
+        dom.contains("<td>node-0</td><td>2</td><td>2</td><td>0</td>"),
+        "{dom}"
+    );
+    let png = shots.join("reports-speed.png");
+    let _ = std::fs::remove_file(&png);
+    chromium(&[&format!("--screenshot={}", png.display())]);
+    let size = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
+    assert!(size > 5_000, "screenshot {} is {size} bytes", png.display());
+    let (code, _, _) = curl(&[&format!("http://{}/reports/nosuch", nodes[0].http)]);
+    assert_eq!(code, 404);
+
     for n in &mut nodes {
         assert!(n.stop().success());
     }

@@ -65,6 +65,8 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/c/{token}", get(links::confirm_page).post(links::confirm))
         .route("/t/c/{token}", get(tracking::click))
         .route("/t/o/{token}", get(tracking::open))
+        .route("/reports", any(plugin_route::reports_root))
+        .route("/reports/{*rest}", any(plugin_route::reports))
         .route("/p/{list}/{plugin}", any(plugin_route::call_root))
         .route("/p/{list}/{plugin}/{*rest}", any(plugin_route::call))
         .nest("/api/v1", api::router(state.clone()))

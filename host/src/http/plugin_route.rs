@@ -32,6 +32,41 @@ pub async fn call(
     dispatch(state, list, plugin, rest, request).await
 }
 
+/// `/reports/...`: the node-level `reports` plugin's pages (`[[plugin]] use = "reports"` in
+/// `roost.toml`).
+pub async fn reports_root(state: State<Arc<HttpState>>, request: Request) -> Response {
+    node_plugin(state, "reports", String::new(), request).await
+}
+
+pub async fn reports(
+    state: State<Arc<HttpState>>,
+    Path(rest): Path<String>,
+    request: Request,
+) -> Response {
+    node_plugin(state, "reports", rest, request).await
+}
+
+async fn node_plugin(
+    State(state): State<Arc<HttpState>>,
+    plugin: &str,
+    rest: String,
+    request: Request,
+) -> Response {
+    let Some(bound) = state
+        .chains
+        .node
+        .iter()
+        .find(|b| b.scope.plugin == plugin && b.plugin.implements(Hook::OnHttp))
+        .cloned()
+    else {
+        return ApiError::not_found(format!(
+            "no node-level plugin `{plugin}`: add [[plugin]] use = \"{plugin}\" to roost.toml"
+        ))
+        .into_response();
+    };
+    answer(&state, &bound, rest, request).await
+}
+
 async fn dispatch(
     State(state): State<Arc<HttpState>>,
     list: String,
@@ -54,6 +89,16 @@ async fn dispatch(
         ))
         .into_response();
     };
+    answer(&state, &bound, rest, request).await
+}
+
+/// Hand the request to the plugin's `on-http` and its answer back.
+async fn answer(
+    state: &HttpState,
+    bound: &crate::plugins::Bound,
+    rest: String,
+    request: Request,
+) -> Response {
     let (parts, body) = request.into_parts();
     let Ok(body) = to_bytes(body, MAX_BODY).await else {
         return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body over 1 MiB")
@@ -76,7 +121,7 @@ async fn dispatch(
         headers,
         body: body.to_vec(),
     };
-    match state.runtime.on_http(&bound, &request).await {
+    match state.runtime.on_http(bound, &request).await {
         Ok(answer) => {
             let mut response = Response::new(Body::from(answer.body));
             *response.status_mut() =
