@@ -42,6 +42,7 @@ bench: plugins
 	$(CARGO) bench -p roost --bench intake
 	$(CARGO) bench -p roost --bench fanout
 	$(CARGO) bench -p roost --bench cluster
+	$(CARGO) bench -p roost --bench tracking
 
 clean:
 	$(CARGO) clean

@@ -23,6 +23,8 @@ perl -MNet::SSLeay -e1 2>/dev/null || { say "installing libnet-ssleay-perl"; apt
 command -v openssl >/dev/null || { say "installing openssl"; apt_install openssl; }
 # Headless Chromium renders the report pages in the tests.
 command -v chromium >/dev/null || { say "installing chromium"; apt_install chromium; }
+# wrk loads the tracking endpoints in `make bench`.
+command -v wrk >/dev/null || { say "installing wrk"; apt_install wrk; }
 command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || { say "installing dnsmasq-base"; apt_install dnsmasq-base; }
 dnsmasq_bin="$(command -v dnsmasq || echo /usr/sbin/dnsmasq)"
 

@@ -104,6 +104,7 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
         runtime: runtime.clone(),
         chains: chains.clone(),
         links: Default::default(),
+        events: crate::http::EventSpool::start(store.clone()),
     });
 
     let writers = match store.backend() {

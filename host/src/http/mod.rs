@@ -28,6 +28,7 @@ use crate::{
 };
 
 pub use error::ApiError;
+pub use tracking::EventSpool;
 
 /// What the handlers share.
 pub struct HttpState {
@@ -42,6 +43,8 @@ pub struct HttpState {
     pub chains: Arc<Chains>,
     /// Tracked links per post, for `/t/c/`.
     pub links: tracking::LinkCache,
+    /// Where `/t/` handlers record their events (group commit).
+    pub events: tracking::EventSpool,
 }
 
 impl HttpState {

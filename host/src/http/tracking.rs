@@ -16,7 +16,12 @@ use axum::{
 };
 
 use super::HttpState;
-use crate::{pipeline::edits, plugins::wit::Edit, store::NewEvent, tokens::Purpose};
+use crate::{
+    pipeline::edits,
+    plugins::wit::Edit,
+    store::{NewEvent, Store},
+    tokens::Purpose,
+};
 
 /// The smallest transparent GIF.
 const PIXEL: &[u8] = &[
@@ -44,20 +49,44 @@ const PREFETCHERS: &[&str] = &[
     "slackbot",
 ];
 
-/// Tracked links of posts, by post id (decoded once from the stored edits).
+/// What tracking needs per recipient and per post, kept in memory: a click or an open is
+/// then only the event's write (recipient rows and a post's links do not change).
 #[derive(Default)]
-pub struct LinkCache(Mutex<HashMap<String, Arc<Vec<String>>>>);
+pub struct LinkCache {
+    posts: Mutex<HashMap<String, Arc<Vec<String>>>>,
+    recipients: Mutex<HashMap<i64, Arc<Tracked>>>,
+}
+
+/// A recipient row as tracking sees it: (list, post id, address).
+type Tracked = (String, String, String);
 
 const CACHE_POSTS: usize = 1024;
+const CACHE_RECIPIENTS: usize = 200_000;
 
 impl LinkCache {
-    fn links(&self, post: &str, edits_json: Option<&str>) -> Arc<Vec<String>> {
-        if let Ok(cache) = self.0.lock()
-            && let Some(l) = cache.get(post)
-        {
-            return l.clone();
+    /// (list, post id, address) of a recipient row.
+    async fn recipient(&self, store: &Store, id: i64) -> Option<Arc<Tracked>> {
+        if let Some(r) = self.recipients.lock().ok()?.get(&id) {
+            return Some(r.clone());
         }
+        let found = Arc::new(store.tracked_recipient(id).await.ok()??);
+        if let Ok(mut cache) = self.recipients.lock() {
+            if cache.len() >= CACHE_RECIPIENTS {
+                cache.clear();
+            }
+            cache.insert(id, found.clone());
+        }
+        Some(found)
+    }
+
+    /// The links a post declared, in order.
+    async fn links(&self, store: &Store, post: &str) -> Option<Arc<Vec<String>>> {
+        if let Some(l) = self.posts.lock().ok()?.get(post) {
+            return Some(l.clone());
+        }
+        let edits_json = store.post_edits(post).await.ok()?;
         let links: Vec<String> = edits_json
+            .as_deref()
             .and_then(edits::decode)
             .unwrap_or_default()
             .into_iter()
@@ -67,13 +96,13 @@ impl LinkCache {
             })
             .collect();
         let links = Arc::new(links);
-        if let Ok(mut cache) = self.0.lock() {
+        if let Ok(mut cache) = self.posts.lock() {
             if cache.len() >= CACHE_POSTS {
                 cache.clear();
             }
             cache.insert(post.to_string(), links.clone());
         }
-        links
+        Some(links)
     }
 }
 
@@ -91,10 +120,8 @@ fn not_found() -> Response {
 }
 
 async fn record(state: &HttpState, list: &str, event: NewEvent) {
-    if let Err(e) = state.store.emit_event(list, "tracking", &event).await {
-        // The visitor still gets where they were going; the count misses one.
-        tracing::warn!(error = %e, "cannot record a tracking event");
-    }
+    // On failure the visitor still gets where they were going; the count misses one.
+    state.events.record(list.to_string(), event).await;
 }
 
 pub async fn click(
@@ -110,14 +137,17 @@ pub async fn click(
     else {
         return not_found();
     };
-    let Ok(Some((list, post, address, edits_json))) = state
-        .store
-        .tracked_recipient(i64::try_from(recipient).unwrap_or(-1))
+    let Some(who) = state
+        .links
+        .recipient(&state.store, i64::try_from(recipient).unwrap_or(-1))
         .await
     else {
         return not_found();
     };
-    let links = state.links.links(&post, edits_json.as_deref());
+    let (list, post, address) = (who.0.clone(), who.1.clone(), who.2.clone());
+    let Some(links) = state.links.links(&state.store, &post).await else {
+        return not_found();
+    };
     let Some(url) = usize::try_from(n).ok().and_then(|n| links.get(n)) else {
         return not_found();
     };
@@ -160,13 +190,14 @@ pub async fn open(
     else {
         return not_found();
     };
-    let Ok(Some((list, post, address, _))) = state
-        .store
-        .tracked_recipient(i64::try_from(recipient).unwrap_or(-1))
+    let Some(who) = state
+        .links
+        .recipient(&state.store, i64::try_from(recipient).unwrap_or(-1))
         .await
     else {
         return not_found();
     };
+    let (list, post, address) = (who.0.clone(), who.1.clone(), who.2.clone());
     let kind = if prefetcher(&method, &headers) {
         "open-prefetch"
     } else {
@@ -191,4 +222,53 @@ pub async fn open(
         PIXEL,
     )
         .into_response()
+}
+
+/// Group commit of tracking events: handlers hand their event over and wait for the
+/// commit that holds it (one transaction for every click of the last moment, rather than
+/// one each), so a counted click is a stored click.
+pub struct EventSpool {
+    tx: tokio::sync::mpsc::Sender<(String, NewEvent, tokio::sync::oneshot::Sender<bool>)>,
+}
+
+impl EventSpool {
+    pub fn start(store: Store) -> EventSpool {
+        let (tx, mut rx) =
+            tokio::sync::mpsc::channel::<(String, NewEvent, tokio::sync::oneshot::Sender<bool>)>(
+                8_192,
+            );
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < 1_000 {
+                    match rx.try_recv() {
+                        Ok(e) => batch.push(e),
+                        Err(_) => break,
+                    }
+                }
+                let (events, waiters): (Vec<(String, NewEvent)>, Vec<_>) =
+                    batch.into_iter().map(|(list, e, w)| ((list, e), w)).unzip();
+                let ok = match store.emit_events("tracking", &events).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(error = %e, events = events.len(), "cannot record tracking events");
+                        false
+                    }
+                };
+                for w in waiters {
+                    let _ = w.send(ok);
+                }
+            }
+        });
+        EventSpool { tx }
+    }
+
+    /// Record an event; `false` when it could not be stored.
+    pub async fn record(&self, list: String, event: NewEvent) -> bool {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if self.tx.send((list, event, done)).await.is_err() {
+            return false;
+        }
+        wait.await.unwrap_or(false)
+    }
 }

@@ -488,19 +488,29 @@ impl Store {
             .collect()
     }
 
-    /// What a tracking token's recipient row stands for: (list, post id, address, the
-    /// post's stored edits).
+    /// What a tracking token's recipient row stands for: (list, post id, address).
     pub async fn tracked_recipient(
         &self,
         recipient: i64,
-    ) -> Result<Option<(String, String, String, Option<String>)>> {
+    ) -> Result<Option<(String, String, String)>> {
         Ok(sqlx::query_as(
-            "SELECT m.list, r.message_id, r.address, m.edits FROM recipients r \
+            "SELECT m.list, r.message_id, r.address FROM recipients r \
              JOIN messages m ON m.id = r.message_id WHERE r.id = $1",
         )
         .bind(recipient)
         .fetch_optional(self.pool())
         .await?)
+    }
+
+    /// A post's stored edits (the tracked links are declared there).
+    pub async fn post_edits(&self, id: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar::<_, Option<String>>("SELECT edits FROM messages WHERE id = $1")
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?
+                .flatten(),
+        )
     }
 
     /// Recipient counts of a post by state (for tests, `roost queue` and reports).

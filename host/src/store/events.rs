@@ -44,6 +44,31 @@ impl Store {
         Ok(())
     }
 
+    /// Record many events of the same plugin in one transaction: (list, event) pairs.
+    pub async fn emit_events(&self, plugin: &str, events: &[(String, NewEvent)]) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.pool().begin().await?;
+        for chunk in events.chunks(500) {
+            let sql = format!(
+                "INSERT INTO events (plugin, at, list, kind, post_id, member, key) VALUES {}",
+                // Every row starts with the shared plugin and time, `$1` and `$2`.
+                super::messages::values_list(chunk.len(), 5, 3, "").replace('(', "($1, $2, ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(plugin).bind(now);
+            for (list, e) in chunk {
+                q = q
+                    .bind(list)
+                    .bind(&e.kind)
+                    .bind(&e.post_id)
+                    .bind(e.member.as_deref().map(str::to_lowercase))
+                    .bind(&e.key);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Count a list's events of one kind, optionally for one post and one key.
     pub async fn count_events(&self, list: &str, q: &EventQuery) -> Result<EventCounts> {
         // An absent filter matches everything: `$n = ''` stands for "no filter" so the
