@@ -2,7 +2,8 @@
 //! through a smarthost to Postfix's smtp-sink on loopback. Recipients per second from the
 //! post's 250 to the last copy recorded as accepted by the sink, the node's peak memory
 //! and the database size; once with no plugins and once with a plugin (`stamp`) whose
-//! `on-deliver` edits every copy. In the same run, the peer: Postfix relaying one message
+//! `on-deliver` edits every copy, and once with the `tracking` plugin rewriting the post's
+//! links (filled per recipient by the host). In the same run, the peer: Postfix relaying one message
 //! to the same recipients with XVERP (one copy per recipient, as Roost's VERP) to the same
 //! sink.
 //!
@@ -192,6 +193,13 @@ async fn main() {
             ),
         )
         .await,
+        roost(
+            "Roost, tracking rewrites the links",
+            &sink_addr,
+            n,
+            Some("tracking"),
+        )
+        .await,
         postfix(sink_port, n).await,
     ];
     let _ = sink.kill();
@@ -219,7 +227,7 @@ async fn main() {
         );
     }
     let postfix = rows.pop().map_or(1.0, |r| r.rate());
-    let (plain, plugin) = (rows[0].rate(), rows[1].rate());
+    let (plain, plugin, tracked) = (rows[0].rate(), rows[1].rate(), rows[2].rate());
     println!();
     println!("Roost / Postfix, no plugins:       {:.2}x", plain / postfix);
     println!(
@@ -229,5 +237,9 @@ async fn main() {
     println!(
         "per-recipient plugin cost:         {:.1}% of the no-plugin rate",
         (1.0 - plugin / plain) * 100.0
+    );
+    println!(
+        "link tracking cost:                {:.1}% of the no-plugin rate",
+        (1.0 - tracked / plain) * 100.0
     );
 }

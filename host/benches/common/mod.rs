@@ -61,10 +61,11 @@ pub fn members(n: usize, domains: usize) -> Vec<String> {
         .collect()
 }
 
-/// A 4 KB post.
+/// A 4 KB post with two links (for the tracking plugin to rewrite).
 pub fn post_body() -> String {
     let mut body = String::from(
-        "From: Ann <ann@example.org>\r\nTo: news@lists.example.org\r\nSubject: fan-out\r\n\r\n",
+        "From: Ann <ann@example.org>\r\nTo: news@lists.example.org\r\nSubject: fan-out\r\n\r\n\
+         Read https://example.org/news/1 and https://example.org/news/2 today.\r\n",
     );
     while body.len() < 4096 {
         body.push_str(&"x".repeat(76));
