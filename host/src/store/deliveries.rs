@@ -10,7 +10,11 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::Row;
 
-use super::{Backend, Result, Store, messages::values_list, now_ms};
+use super::{
+    Backend, Result, Store,
+    messages::{placeholders, values_list},
+    now_ms,
+};
 
 /// A leased unit of delivery: some recipients of one post at one domain.
 #[derive(Debug, Clone)]
@@ -271,10 +275,7 @@ impl Store {
                  AND r.seq = b.seq AND r.state = 'queued' \
                  LEFT JOIN members m ON m.id = r.member_id \
                  WHERE b.id IN ({}) ORDER BY r.id",
-                (1..=chunk.len())
-                    .map(|i| format!("${i}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                placeholders(1, chunk.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for b in chunk {
@@ -305,10 +306,7 @@ impl Store {
             let sql = format!(
                 "UPDATE batches SET lease_until = $2 WHERE lease_owner = $1 AND lease_until >= $3 \
                  AND id IN ({}) RETURNING id",
-                (4..chunk.len() + 4)
-                    .map(|i| format!("${i}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                placeholders(4, chunk.len())
             );
             let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
                 .bind(owner)

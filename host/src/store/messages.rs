@@ -212,10 +212,7 @@ impl Store {
             let sql = format!(
                 "UPDATE jobs SET lease_until = $2 WHERE lease_owner = $1 AND kind = 'process' \
                  AND lease_until >= $3 AND message_id IN ({}) RETURNING message_id",
-                (4..chunk.len() + 4)
-                    .map(|i| format!("${i}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                placeholders(4, chunk.len())
             );
             let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql))
                 .bind(owner)
@@ -264,10 +261,7 @@ impl Store {
             let sql = format!(
                 "SELECT id, list, kind, mail_from, rcpt_to, client_ip, helo, raw, received_at, state, reason, \
                  token FROM messages WHERE id IN ({}) ORDER BY id",
-                (1..=chunk.len())
-                    .map(|i| format!("${i}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                placeholders(1, chunk.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for id in chunk {
@@ -314,10 +308,7 @@ impl Store {
             let sql = format!(
                 "DELETE FROM jobs WHERE lease_owner = $1 AND kind = 'process' AND message_id IN ({}) \
                  RETURNING message_id",
-                (2..chunk.len() + 2)
-                    .map(|i| format!("${i}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                placeholders(2, chunk.len())
             );
             let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).bind(owner);
             for (job, _) in chunk {
@@ -396,11 +387,8 @@ impl Store {
         .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            out.push(self.message(&id).await?);
-        }
-        Ok(out)
+        // One statement for all of them (ids sort by arrival, as `messages` returns them).
+        self.messages(&ids).await
     }
 
     /// Approve a held post. Only the caller whose conditional update changes the row
@@ -497,6 +485,14 @@ impl Store {
 
 /// Statements carry at most this many rows (SQLite allows 32,766 parameters).
 const ROWS_PER_STATEMENT: usize = 500;
+
+/// `$first, $first+1, ...`: `count` numbered parameters for an `IN (...)` list.
+pub(super) fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// `($1, $2), ($3, $4)`: `rows` rows of `cols` parameters numbered from `first`, each row
 /// ending with `tail` (a literal) when it is not empty.
@@ -616,5 +612,6 @@ mod tests {
     fn values_lists_number_their_parameters() {
         assert_eq!(super::values_list(2, 2, 3, ""), "($3, $4), ($5, $6)");
         assert_eq!(super::values_list(1, 1, 1, "'x'"), "($1, 'x')");
+        assert_eq!(super::placeholders(4, 3), "$4, $5, $6");
     }
 }
