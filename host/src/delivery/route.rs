@@ -10,7 +10,7 @@ use std::{
 
 use hickory_resolver::{
     TokioResolver,
-    config::{NameServerConfig, ResolverConfig},
+    config::{NameServerConfig, ResolverConfig, ResolverOpts},
     net::runtime::TokioRuntimeProvider,
     proto::rr::RData,
 };
@@ -29,6 +29,34 @@ pub enum RouteError {
     /// DNS did not answer: try later.
     #[error("{0}")]
     Temporary(String),
+}
+
+/// Where DNS questions go: the configured servers, or else the system's
+/// (`/etc/resolv.conf`); in both cases with short timeouts (two tries of two seconds), as a
+/// lookup must not hold a batch or a post for long. Shared by delivery (MX, DMARC) and the
+/// sender checks (`pipeline::auth`). `None` when there is no system configuration either.
+pub fn dns_config(nameservers: &[SocketAddr]) -> Option<(ResolverConfig, ResolverOpts)> {
+    let (servers, mut opts) = if nameservers.is_empty() {
+        hickory_resolver::system_conf::read_system_conf().ok()?
+    } else {
+        let servers = nameservers
+            .iter()
+            .map(|addr| {
+                let mut ns = NameServerConfig::udp_and_tcp(addr.ip());
+                for c in &mut ns.connections {
+                    c.port = addr.port();
+                }
+                ns
+            })
+            .collect();
+        (
+            ResolverConfig::from_name_servers(servers),
+            ResolverOpts::default(),
+        )
+    };
+    opts.timeout = Duration::from_secs(2);
+    opts.attempts = 2;
+    Some((servers, opts))
 }
 
 /// An author domain's DMARC policy, as far as From rewriting cares.
@@ -52,34 +80,12 @@ pub struct Router {
 
 impl Router {
     pub fn new(config: &DeliveryConfig) -> Router {
-        // A lookup must not hold a batch for long: two tries of two seconds, then the batch
-        // waits for its next attempt (MX) or the copy goes unrewritten (DMARC).
-        let quick = |mut b: hickory_resolver::ResolverBuilder<TokioRuntimeProvider>| {
-            let opts = b.options_mut();
-            opts.timeout = Duration::from_secs(2);
-            opts.attempts = 2;
-            b.build()
-        };
-        let resolver = if config.nameservers.is_empty() {
-            TokioResolver::builder_tokio().and_then(quick).ok()
-        } else {
-            let servers = config
-                .nameservers
-                .iter()
-                .map(|addr| {
-                    let mut ns = NameServerConfig::udp_and_tcp(addr.ip());
-                    for c in &mut ns.connections {
-                        c.port = addr.port();
-                    }
-                    ns
-                })
-                .collect();
-            quick(TokioResolver::builder_with_config(
-                ResolverConfig::from_name_servers(servers),
-                TokioRuntimeProvider::default(),
-            ))
-            .ok()
-        };
+        let resolver = dns_config(&config.nameservers).and_then(|(servers, opts)| {
+            TokioResolver::builder_with_config(servers, TokioRuntimeProvider::default())
+                .with_options(opts)
+                .build()
+                .ok()
+        });
         if resolver.is_none() {
             tracing::warn!("no DNS resolver: MX and DMARC lookups will fail");
         }

@@ -119,9 +119,43 @@ fn not_found() -> Response {
     (StatusCode::NOT_FOUND, "This link is not valid.\n").into_response()
 }
 
-async fn record(state: &HttpState, list: &str, event: NewEvent) {
-    // On failure the visitor still gets where they were going; the count misses one.
-    state.events.record(list.to_string(), event).await;
+/// Count `kind` (`click`, `open`; `-prefetch` added for a known prefetcher) for the
+/// recipient. On failure the visitor still gets where they were going; the count misses one.
+async fn record(
+    state: &HttpState,
+    who: &Tracked,
+    kind: &str,
+    key: Option<String>,
+    method: &Method,
+    headers: &HeaderMap,
+) {
+    let (list, post, address) = who;
+    let kind = if prefetcher(method, headers) {
+        format!("{kind}-prefetch")
+    } else {
+        kind.to_string()
+    };
+    let event = NewEvent {
+        kind,
+        post_id: Some(post.clone()),
+        member: Some(address.clone()),
+        key,
+    };
+    state.events.record(list.clone(), event).await;
+}
+
+/// The recipient a valid token of `purpose` names, with the token's other fields.
+async fn tracked<const N: usize>(
+    state: &HttpState,
+    purpose: Purpose,
+    token: &str,
+) -> Option<(Arc<Tracked>, [u64; N])> {
+    let fields = <[u64; N]>::try_from(state.keys.verify(purpose, token)?).ok()?;
+    let recipient = i64::try_from(*fields.first()?).ok()?;
+    Some((
+        state.links.recipient(&state.store, recipient).await?,
+        fields,
+    ))
 }
 
 pub async fn click(
@@ -130,41 +164,22 @@ pub async fn click(
     method: Method,
     headers: HeaderMap,
 ) -> Response {
-    let Some([recipient, n]) = state
-        .keys
-        .verify(Purpose::Click, &token)
-        .and_then(|f| <[u64; 2]>::try_from(f).ok())
-    else {
+    let Some((who, [_, n])) = tracked::<2>(&state, Purpose::Click, &token).await else {
         return not_found();
     };
-    let Some(who) = state
-        .links
-        .recipient(&state.store, i64::try_from(recipient).unwrap_or(-1))
-        .await
-    else {
-        return not_found();
-    };
-    let (list, post, address) = (who.0.clone(), who.1.clone(), who.2.clone());
-    let Some(links) = state.links.links(&state.store, &post).await else {
+    let Some(links) = state.links.links(&state.store, &who.1).await else {
         return not_found();
     };
     let Some(url) = usize::try_from(n).ok().and_then(|n| links.get(n)) else {
         return not_found();
     };
-    let kind = if prefetcher(&method, &headers) {
-        "click-prefetch"
-    } else {
-        "click"
-    };
     record(
         &state,
-        &list,
-        NewEvent {
-            kind: kind.into(),
-            post_id: Some(post),
-            member: Some(address),
-            key: Some(n.to_string()),
-        },
+        &who,
+        "click",
+        Some(n.to_string()),
+        &method,
+        &headers,
     )
     .await;
     (
@@ -183,37 +198,10 @@ pub async fn open(
     method: Method,
     headers: HeaderMap,
 ) -> Response {
-    let Some([recipient]) = state
-        .keys
-        .verify(Purpose::Open, &token)
-        .and_then(|f| <[u64; 1]>::try_from(f).ok())
-    else {
+    let Some((who, _)) = tracked::<1>(&state, Purpose::Open, &token).await else {
         return not_found();
     };
-    let Some(who) = state
-        .links
-        .recipient(&state.store, i64::try_from(recipient).unwrap_or(-1))
-        .await
-    else {
-        return not_found();
-    };
-    let (list, post, address) = (who.0.clone(), who.1.clone(), who.2.clone());
-    let kind = if prefetcher(&method, &headers) {
-        "open-prefetch"
-    } else {
-        "open"
-    };
-    record(
-        &state,
-        &list,
-        NewEvent {
-            kind: kind.into(),
-            post_id: Some(post),
-            member: Some(address),
-            key: None,
-        },
-    )
-    .await;
+    record(&state, &who, "open", None, &method, &headers).await;
     (
         [
             (header::CONTENT_TYPE, "image/gif"),

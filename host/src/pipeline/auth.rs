@@ -8,10 +8,7 @@ use std::{net::IpAddr, time::Duration};
 
 use mail_auth::{
     AuthenticatedMessage, AuthenticationResults, DmarcResult, MessageAuthenticator, Parameters,
-    common::headers::HeaderWriter,
-    dmarc::verify::DmarcParameters,
-    hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts},
-    spf::verify::SpfParameters,
+    common::headers::HeaderWriter, dmarc::verify::DmarcParameters, spf::verify::SpfParameters,
 };
 
 use crate::{message, store::StoredMessage};
@@ -33,24 +30,9 @@ const BACK_OFF: Duration = Duration::from_secs(30);
 
 impl Authenticator {
     pub fn new(nameservers: &[std::net::SocketAddr], hostname: &str) -> Authenticator {
-        let mut opts = ResolverOpts::default();
-        opts.timeout = Duration::from_secs(2);
-        opts.attempts = 2;
-        let inner = if nameservers.is_empty() {
-            MessageAuthenticator::new_system_conf().ok()
-        } else {
-            let servers = nameservers
-                .iter()
-                .map(|addr| {
-                    let mut ns = NameServerConfig::udp_and_tcp(addr.ip());
-                    for c in &mut ns.connections {
-                        c.port = addr.port();
-                    }
-                    ns
-                })
-                .collect();
-            MessageAuthenticator::new(ResolverConfig::from_name_servers(servers), opts).ok()
-        };
+        // The same resolver settings as delivery's (the crates share hickory's types).
+        let inner = crate::delivery::route::dns_config(nameservers)
+            .and_then(|(servers, opts)| MessageAuthenticator::new(servers, opts).ok());
         Authenticator {
             inner,
             hostname: hostname.to_string(),
