@@ -4,28 +4,16 @@
 
 mod common;
 
-use std::{process::Command, time::Duration};
+use std::time::Duration;
 
 use common::{
-    node::{API_TOKEN, Node, NodeSpec, send},
+    node::{API_TOKEN, Node, NodeSpec, curl, send},
     recorder::Recorder,
 };
 use roost::store::Store;
 use serde_json::Value;
 
 const LIST: &str = "news@lists.example.org";
-
-/// `curl` with `args`; (status, body).
-fn curl(args: &[&str]) -> (u16, String) {
-    let out = Command::new("curl")
-        .args(["-s", "-o", "-", "-w", "\n%{http_code}", "--max-time", "20"])
-        .args(args)
-        .output()
-        .expect("curl");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_string())
-}
 
 fn api(node: &Node, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
     let url = format!("http://{}/api/v1{path}", node.http);
