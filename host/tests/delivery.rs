@@ -180,7 +180,9 @@ async fn temporary_failures_retry_and_permanent_ones_become_bounces() {
     for _ in 0..40 {
         let (code, out, _) = node.roost(&["queue"]);
         assert_eq!(code, 0);
-        if out.contains("c.example") && out.contains("451") {
+        // a.example may still show for a moment: its copy is acknowledged
+        // before the recorder's group commit marks it sent.
+        if out.contains("c.example") && out.contains("451") && !out.contains("a.example") {
             shown = out;
             break;
         }
@@ -188,9 +190,8 @@ async fn temporary_failures_retry_and_permanent_ones_become_bounces() {
     }
     assert!(
         !shown.is_empty(),
-        "roost queue never showed the deferred domain"
+        "roost queue never showed the deferred domain alone"
     );
-    assert!(!shown.contains("a.example"), "{shown}");
 
     let got = sink.wait_for(2, Duration::from_secs(30)).await;
     let to: HashSet<String> = got.iter().flat_map(|r| r.to.clone()).collect();
