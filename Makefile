@@ -25,7 +25,8 @@ demo: plugins build
 test: plugins
 	scripts/ensure-postgres.sh
 	scripts/ensure-test-peers.sh
-	$(CARGO) test -p roost -p roost-plugin-sdk -p subject-tag -p moderation -p subscription -p tracking -p reports --no-fail-fast
+	scripts/fetch-bounce-corpus.sh
+	$(CARGO) test -p roost -p roost-bounce -p roost-plugin-sdk -p subject-tag -p moderation -p subscription -p tracking -p reports --no-fail-fast
 
 lint:
 	$(CARGO) fmt --all -- --check
