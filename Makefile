@@ -26,7 +26,7 @@ test: plugins
 	scripts/ensure-postgres.sh
 	scripts/ensure-test-peers.sh
 	scripts/fetch-bounce-corpus.sh
-	$(CARGO) test -p roost -p roost-bounce -p roost-plugin-sdk -p subject-tag -p moderation -p subscription -p tracking -p reports --no-fail-fast
+	$(CARGO) test -p roost -p roost-bounce -p roost-plugin-sdk -p subject-tag -p moderation -p subscription -p tracking -p reports -p bounce --no-fail-fast
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -1,6 +1,7 @@
 //! Roost: a clustered mailing-list server whose list behaviours are sandboxed WebAssembly
 //! plugins. See ARCHITECTURE.md for the map of modules and how a post flows through them.
 
+pub mod bounces;
 pub mod cli;
 pub mod cluster;
 pub mod config;

@@ -62,12 +62,13 @@ pub async fn list(config_path: &Path, list: &str) -> anyhow::Result<()> {
         after = Some(last.address.clone());
         for m in &page {
             println!(
-                "{}\t{}\t{}\t{}\t{}",
+                "{}\t{}\t{}\t{}\t{}\t{}",
                 m.address,
                 m.name.as_deref().unwrap_or(""),
                 m.status.as_str(),
                 if m.moderated { "moderated" } else { "-" },
-                m.bounce_score
+                m.bounce_score,
+                m.bounce_note.as_deref().unwrap_or("-")
             );
         }
         count += page.len() as u64;

@@ -1,6 +1,7 @@
 //! The `roost` command: wires config, store, plugins and (later) the servers together.
 //! This is the binary's edge, so errors are `anyhow`; `exit_code` maps them to 0/1/2.
 
+mod bounce;
 mod held;
 mod lists;
 mod members;
@@ -60,6 +61,22 @@ pub enum Command {
     /// A list's members.
     #[command(subcommand)]
     Members(MembersCommand),
+    /// Bounces: parse one, or see what a list received.
+    #[command(subcommand)]
+    Bounce(BounceCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BounceCommand {
+    /// Print the structured report of FILE (a raw message) as JSON; exit 0 when it is a
+    /// bounce, 1 when it is not.
+    Parse { file: PathBuf },
+    /// The list's latest bounces, newest first (tab-separated), with what was decided.
+    List {
+        list: String,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -76,7 +93,8 @@ pub enum MembersCommand {
         #[arg(required = true)]
         addresses: Vec<String>,
     },
-    /// One member per line: address, name, status, moderated, bounce score (tab-separated).
+    /// One member per line: address, name, status, moderated, bounce score, last bounce
+    /// decision (tab-separated).
     List { list: String },
     /// Import a CSV file of `address[,name]` rows (bad rows are reported and skipped).
     Import { list: String, file: PathBuf },
@@ -152,6 +170,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Members(MembersCommand::List { list }) => members::list(&cli.config, &list).await,
         Command::Members(MembersCommand::Import { list, file }) => {
             members::import(&cli.config, &list, &file).await
+        }
+        Command::Bounce(BounceCommand::Parse { file }) => bounce::parse(&file),
+        Command::Bounce(BounceCommand::List { list, limit }) => {
+            bounce::list(&cli.config, &list, limit).await
         }
         Command::Held(HeldCommand::List { list }) => held::list(&cli.config, &list).await,
         Command::Held(HeldCommand::Approve { list, id }) => {

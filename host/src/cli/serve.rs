@@ -136,6 +136,14 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
     for l in listeners {
         tasks.push(tokio::spawn(intake.clone().serve(l, stopped.clone())));
     }
+    let bounces = Arc::new(crate::bounces::BounceHandler {
+        store: store.clone(),
+        runtime: runtime.clone(),
+        chains: chains.clone(),
+        node: node.clone(),
+        lease: config.node.lease,
+        wake: Arc::new(tokio::sync::Notify::new()),
+    });
     let processor = Arc::new(Processor {
         store: store.clone(),
         runtime: runtime.clone(),
@@ -149,6 +157,7 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
         lease: config.node.lease,
         local: Mutex::new(local),
         delivery: Some(delivery.wake.clone()),
+        bounces: Some(bounces.wake.clone()),
         links: Some(links),
         auth: Some(Arc::new(crate::pipeline::auth::Authenticator::new(
             &config.node.delivery.nameservers,
@@ -159,6 +168,7 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(processor.clone().run(stopped.clone())));
     }
     tasks.push(tokio::spawn(delivery.clone().run(stopped.clone())));
+    tasks.push(tokio::spawn(bounces.run(stopped.clone())));
     tasks.push(tokio::spawn(
         crate::scheduler::Scheduler {
             store: store.clone(),

@@ -320,7 +320,7 @@ impl Delivery {
             tracing::warn!(list = %n.list, notice = n.id, "notice to owners, but the list has none");
             return None;
         }
-        let id = uuid::Uuid::now_v7().simple().to_string();
+        let id = crate::store::notice_message_id(n.id);
         let raw = compose::notice(list, &self.hostname, &id, n, &to, now);
         Some(BuiltNotice {
             id,

@@ -16,14 +16,21 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, HttpState};
-use crate::{config::ListConfig, message, metrics, store::check_address};
+use crate::{
+    config::ListConfig,
+    message, metrics,
+    store::{DeliveryStatus, check_address},
+};
 
 pub fn router(state: Arc<HttpState>) -> Router<Arc<HttpState>> {
     Router::new()
         .route("/lists", get(lists))
         .route("/lists/{list}", get(list))
         .route("/lists/{list}/members", get(members).post(add_member))
-        .route("/lists/{list}/members/{address}", delete(remove_member))
+        .route(
+            "/lists/{list}/members/{address}",
+            delete(remove_member).patch(change_member),
+        )
         .route("/lists/{list}/held", get(held))
         .route("/lists/{list}/held/{id}/approve", post(approve))
         .route("/lists/{list}/held/{id}/reject", post(reject))
@@ -138,6 +145,8 @@ async fn members(
                 "status": m.status.as_str(),
                 "moderated": m.moderated,
                 "bounce_score": m.bounce_score,
+                "bounce_note": m.bounce_note,
+                "bounce_at": m.bounce_at.map(message::rfc3339),
                 "joined_at": message::rfc3339(m.joined_at),
             })
         })
@@ -192,6 +201,67 @@ async fn remove_member(
             l.address
         )))
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemberChange {
+    status: Option<String>,
+    moderated: Option<bool>,
+    bounce_score: Option<f64>,
+}
+
+/// Change a member's delivery status, moderated flag or bounce score (an owner re-enabling
+/// a member whose address bounced, for example). All or nothing is checked first.
+async fn change_member(
+    State(state): State<Arc<HttpState>>,
+    Path((name, address)): Path<(String, String)>,
+    body: Result<Json<MemberChange>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let l = find(&state, &name)?;
+    let Json(c) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let status = match c.status.as_deref() {
+        Some(s) => Some(DeliveryStatus::parse(s).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "status `{s}` is not one of enabled, disabled-bounces, disabled-member, disabled-owner"
+            ))
+        })?),
+        None => None,
+    };
+    if c.bounce_score.is_some_and(|s| !s.is_finite() || s < 0.0) {
+        return Err(ApiError::bad_request("bounce_score must be a number ≥ 0"));
+    }
+    let store = &state.store;
+    if store.member(&l.address, &address).await?.is_none() {
+        return Err(ApiError::not_found(format!(
+            "{address} is not a member of {}",
+            l.address
+        )));
+    }
+    if let Some(s) = status {
+        store.set_member_status(&l.address, &address, s).await?;
+    }
+    if let Some(m) = c.moderated {
+        store.set_member_moderated(&l.address, &address, m).await?;
+    }
+    if let Some(score) = c.bounce_score {
+        store
+            .set_member_bounce_score(&l.address, &address, score)
+            .await?;
+    }
+    if status.is_some() || c.bounce_score.is_some() {
+        store
+            .note_member_bounce(&l.address, &address, "changed through the REST API")
+            .await?;
+    }
+    let m = store.member(&l.address, &address).await?;
+    Ok(Json(json!({
+        "address": address,
+        "status": m.as_ref().map(|m| m.status.as_str()),
+        "moderated": m.as_ref().map(|m| m.moderated),
+        "bounce_score": m.as_ref().map(|m| m.bounce_score),
+    }))
+    .into_response())
 }
 
 async fn held(

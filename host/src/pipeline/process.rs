@@ -125,6 +125,7 @@ pub fn decide(
         edits,
         notice,
         forward_to: Vec::new(),
+        bounces: Vec::new(),
     }
 }
 

@@ -201,6 +201,7 @@ pub async fn confirmation(
 pub fn forward_to_owners(list: &ListConfig) -> Decision {
     Decision {
         forward_to: list.owners.clone(),
+        bounces: Vec::new(),
         ..done(None)
     }
 }
@@ -220,6 +221,7 @@ fn done(notice: Option<Notice>) -> Decision {
         edits: None,
         notice,
         forward_to: Vec::new(),
+        bounces: Vec::new(),
     }
 }
 

@@ -39,6 +39,8 @@ pub struct Processor {
     pub delivery: Option<Arc<Notify>>,
     /// Confirmation addresses and links for held-post notices and `-confirm+` answers.
     pub links: Option<Arc<crate::confirm::Links>>,
+    /// Woken when parsed bounces were recorded, so the bounce plugins see them at once.
+    pub bounces: Option<Arc<Notify>>,
     /// DKIM/SPF/DMARC results for the plugins (none: plugins see the post as received).
     pub auth: Option<Arc<super::auth::Authenticator>>,
 }
@@ -246,6 +248,16 @@ impl Processor {
                 }
             }
             "owner" => requests::forward_to_owners(list),
+            "bounce" => {
+                let keys = self.links.as_deref().map(|l| &l.keys);
+                match crate::bounces::mail::decide(&self.store, keys, m).await {
+                    Ok(d) => d,
+                    Err(e) => {
+                        self.retry(job, &e.to_string()).await;
+                        return None;
+                    }
+                }
+            }
             _ => {
                 let post = match view {
                     Some(raw) => process::to_wit(&StoredMessage { raw, ..m.clone() }),
@@ -285,6 +297,12 @@ impl Processor {
         }
         if result.is_ok()
             && let Some(wake) = &self.delivery
+        {
+            wake.notify_one();
+        }
+        if result.is_ok()
+            && decided.iter().any(|(_, d)| !d.bounces.is_empty())
+            && let Some(wake) = &self.bounces
         {
             wake.notify_one();
         }

@@ -141,7 +141,7 @@ fn entry_to_wit(e: store::KvEntry) -> kv::Entry {
     }
 }
 
-fn member_to_wit(m: store::Member) -> types::Member {
+pub(crate) fn member_to_wit(m: store::Member) -> types::Member {
     types::Member {
         address: m.address,
         name: m.name,
@@ -241,6 +241,13 @@ impl members::Host for HostState {
             .await;
         r.map_err(|e| host_err("members.set-moderated", e))
     }
+
+    async fn note_bounce(&mut self, address: String, note: String) -> wasmtime::Result<bool> {
+        let list = self.list()?.to_string();
+        tracing::info!(list = %list, plugin = %self.scope.plugin, member = %address, note = %note, "bounce decision");
+        let r = self.db()?.note_member_bounce(&list, &address, &note).await;
+        r.map_err(|e| host_err("members.note-bounce", e))
+    }
 }
 
 impl events::Host for HostState {
@@ -288,7 +295,7 @@ impl notify::Host for HostState {
             .db()?
             .queue_notice(&self.scope.list, &self.scope.plugin, &notice)
             .await;
-        refusal_or_trap("notify.send", id.map(|id| id.to_string()))
+        refusal_or_trap("notify.send", id.map(store::notice_message_id))
     }
 }
 

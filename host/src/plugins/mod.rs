@@ -12,6 +12,7 @@ mod decisions;
 mod engine;
 mod error;
 mod imports;
+pub(crate) use imports::member_to_wit;
 mod runtime;
 mod state;
 mod validate;

@@ -310,10 +310,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                 let started = Instant::now();
                 let mut messages = self.messages(&tx, &bytes);
                 let ids: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
-                let posts = messages
-                    .iter()
-                    .filter(|m| m.kind.needs_processing())
-                    .count();
+                let posts = messages.len();
                 // Room in the local queue is reserved before the commit, so a leased job is
                 // always handed over (a lease nobody works on would idle until it lapses).
                 let handover = self.intake.local.as_ref().and_then(|local| {
@@ -322,15 +319,14 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                     Some((permits, until))
                 });
                 if let Some((_, until)) = &handover {
-                    for m in messages.iter_mut().filter(|m| m.kind.needs_processing()) {
+                    for m in messages.iter_mut() {
                         m.lease = Some((self.intake.node.clone(), *until));
                     }
                 }
                 match self.intake.spool.commit(messages).await {
                     Ok(stored) => {
                         if let Some((permits, _)) = handover {
-                            let posts = stored.into_iter().filter(|m| m.kind.needs_processing());
-                            for (permit, post) in permits.zip(posts) {
+                            for (permit, post) in permits.zip(stored) {
                                 permit.send(post.into());
                             }
                         }

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use sqlx::Row;
 
 use super::{
-    Backend, Result, Store,
+    Backend, NewBounce, Result, Store,
     messages::{placeholders, values_list},
     now_ms,
 };
@@ -349,41 +349,8 @@ impl Store {
                 q = q.bind(r.recipient).bind(state).bind(reply);
             }
             q.execute(&mut *tx).await?;
-            let failed: Vec<&DeliveryResult> = chunk
-                .iter()
-                .filter(|r| matches!(r.outcome, Outcome::Failed { .. }))
-                .collect();
-            if !failed.is_empty() {
-                let sql = format!(
-                    "INSERT INTO bounces (list, member_id, address, message_id, source, status, \
-                     diagnostic, temporary, at) VALUES {}",
-                    values_list(failed.len(), 9, 1, "")
-                );
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for r in failed {
-                    let Outcome::Failed {
-                        reply,
-                        status,
-                        expired,
-                    } = &r.outcome
-                    else {
-                        continue;
-                    };
-                    q = q
-                        .bind(&r.list)
-                        .bind(r.member_id)
-                        .bind(&r.address)
-                        .bind(&r.message_id)
-                        .bind(if *expired { "expiry" } else { "delivery" })
-                        .bind(status)
-                        .bind(reply)
-                        .bind(0i64)
-                        .bind(now);
-                    // `temporary` is 0: a permanent reply, or a temporary one that never
-                    // cleared before the post expired.
-                }
-                q.execute(&mut *tx).await?;
-            }
+            let bounces: Vec<NewBounce> = chunk.iter().filter_map(delivery_bounce).collect();
+            super::bounces::insert_bounces(&mut tx, &bounces, now).await?;
         }
         if !results.is_empty() {
             let sent = results
@@ -538,4 +505,36 @@ async fn insert_batches(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// The bounce a permanent failure or an expiry at delivery makes: the same structured
+/// report as a parsed DSN, so the bounce plugins treat both alike.
+fn delivery_bounce(r: &DeliveryResult) -> Option<NewBounce> {
+    let Outcome::Failed {
+        reply,
+        status,
+        expired,
+    } = &r.outcome
+    else {
+        return None;
+    };
+    // A reply reads `550 5.1.1 words`; routing failures and expiry give `5.1.2 words`.
+    let mut words = reply.split_whitespace().peekable();
+    let code = words
+        .next_if(|w| w.len() == 3 && w.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|w| w.parse::<u16>().ok());
+    words.next_if(|w| *w == status);
+    let text = words.collect::<Vec<_>>().join(" ");
+    let code = code.unwrap_or(if status.starts_with('4') { 450 } else { 550 });
+    let report = roost_bounce::from_delivery(&r.address, code, status, &text, *expired);
+    let recipient = report.recipients.into_iter().next()?;
+    Some(NewBounce {
+        list: r.list.clone(),
+        member_id: r.member_id,
+        address: r.address.clone(),
+        message_id: Some(r.message_id.clone()),
+        source: if *expired { "expiry" } else { "delivery" },
+        recipient,
+        format: report.format,
+    })
 }

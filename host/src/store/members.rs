@@ -43,13 +43,17 @@ pub struct Member {
     pub moderated: bool,
     pub bounce_score: f64,
     pub joined_at: i64,
+    /// The bounce handling's last decision about this member, and when it was made.
+    pub bounce_note: Option<String>,
+    pub bounce_at: Option<i64>,
 }
 
 /// The columns `member()` reads, as a literal so statements stay `&'static str`.
 macro_rules! select_member {
     ($rest:literal) => {
         concat!(
-            "SELECT address, name, status, moderated, bounce_score, joined_at FROM members ",
+            "SELECT address, name, status, moderated, bounce_score, joined_at, bounce_note, \
+             bounce_at FROM members ",
             $rest
         )
     };
@@ -65,6 +69,8 @@ fn member(row: &AnyRow) -> Result<Member> {
         moderated: row.try_get::<i64, _>(3)? != 0,
         bounce_score: row.try_get(4)?,
         joined_at: row.try_get(5)?,
+        bounce_note: row.try_get(6)?,
+        bounce_at: row.try_get(7)?,
     })
 }
 
@@ -245,6 +251,22 @@ impl Store {
         }
         let sql = "UPDATE members SET bounce_score = $1 WHERE list = $2 AND address_key = $3";
         self.update_member(sql, list, address, score).await
+    }
+
+    /// Record why the bounce handling changed (or kept) a member's score or status.
+    pub async fn note_member_bounce(&self, list: &str, address: &str, note: &str) -> Result<bool> {
+        let note: String = note.chars().filter(|c| !c.is_control()).take(500).collect();
+        let n = sqlx::query(
+            "UPDATE members SET bounce_note = $1, bounce_at = $2 WHERE list = $3 AND address_key = $4",
+        )
+        .bind(note)
+        .bind(now_ms())
+        .bind(list)
+        .bind(key(address))
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        Ok(n == 1)
     }
 
     pub async fn set_member_moderated(

@@ -17,11 +17,6 @@ pub enum MessageKind {
 }
 
 impl MessageKind {
-    /// Whether the message gets a `process` job. Bounces wait for the bounce handling.
-    pub fn needs_processing(self) -> bool {
-        !matches!(self, MessageKind::Bounce)
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             MessageKind::Post => "post",
@@ -112,6 +107,8 @@ pub struct Decision {
     pub notice: Option<Notice>,
     /// Send the message itself, as it came, to these addresses (mail to `NAME-owner@`).
     pub forward_to: Vec<String>,
+    /// Bounces parsed out of the message (mail to `NAME-bounces@`), recorded with it.
+    pub bounces: Vec<super::NewBounce>,
 }
 
 impl Store {
@@ -143,11 +140,9 @@ impl Store {
                     .bind(&m.node);
             }
             q.execute(&mut *tx).await?;
-            let posts: Vec<&NewMessage> =
-                chunk.iter().filter(|m| m.kind.needs_processing()).collect();
-            if !posts.is_empty() {
-                insert_process_jobs(&mut tx, &posts).await?;
-            }
+            // Every kind gets a `process` job (bounce mail is parsed there into bounces).
+            let posts: Vec<&NewMessage> = chunk.iter().collect();
+            insert_process_jobs(&mut tx, &posts).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -356,6 +351,7 @@ impl Store {
                     self.enqueue_addresses(&mut tx, &job.message_id, &d.forward_to, 100)
                         .await?;
                 }
+                super::bounces::insert_bounces(&mut tx, &d.bounces, now).await?;
             }
         }
         tx.commit().await?;

@@ -5,6 +5,7 @@
 //! chosen by [`Backend`]. Times are milliseconds since the Unix epoch in `BIGINT` columns;
 //! flags are 0/1 integers; both decode the same way on either backend.
 
+mod bounces;
 mod confirmations;
 mod deliveries;
 mod events;
@@ -27,6 +28,7 @@ use sqlx::{
     any::{AnyPoolOptions, install_default_drivers},
 };
 
+pub use bounces::{BounceRow, NewBounce};
 pub use confirmations::{Action, Confirmed, Pending};
 pub use deliveries::{
     Batch, BatchEnd, DeliveryResult, Outcome, PostForDelivery, QueueLine, Recipient,
@@ -36,7 +38,7 @@ pub use kv::{KvEntry, KvScope};
 pub use members::{DeliveryStatus, Member, check_address};
 pub use messages::{Decision, Job, MessageKind, NewMessage, StoredMessage};
 pub use nodes::{NameTaken, NodeRow, NodeWork};
-pub use notices::{BuiltNotice, Notice, NoticeTarget, PendingNotice};
+pub use notices::{BuiltNotice, Notice, NoticeTarget, PendingNotice, notice_message_id};
 pub use reports::{Counts, PostReport};
 pub use schedules::Occurrence;
 pub use spool::Spool;

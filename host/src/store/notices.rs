@@ -15,6 +15,12 @@ pub struct Notice {
     pub body: String,
 }
 
+/// The message id a queued notice is sent under: also the `post-id` of its bounces, which
+/// is how a plugin knows that a probe bounced.
+pub fn notice_message_id(notice: i64) -> String {
+    format!("notice-{notice}")
+}
+
 impl Store {
     /// Queue a notice; returns its id.
     pub async fn queue_notice(&self, list: &str, plugin: &str, notice: &Notice) -> Result<i64> {

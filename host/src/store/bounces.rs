@@ -1,0 +1,230 @@
+//! Bounce events: rows written by delivery (5xx, expiry) and by the parsing of bounce
+//! mail, then handed to the list's `on-bounce` plugins once each, under a lease.
+
+use sqlx::{Row, any::AnyRow};
+
+use super::{
+    Result, Store,
+    messages::{placeholders, values_list},
+    now_ms,
+};
+
+/// A bounce to record: one recipient of one report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewBounce {
+    pub list: String,
+    pub member_id: Option<i64>,
+    pub address: String,
+    /// The post (or notice) that bounced, when known.
+    pub message_id: Option<String>,
+    /// `delivery` | `expiry` | `dsn`
+    pub source: &'static str,
+    pub recipient: roost_bounce::Recipient,
+    /// The detector that recognised it (`rfc3464`, `smtp-reply`, ...).
+    pub format: String,
+}
+
+/// A recorded bounce, claimed for its plugins.
+#[derive(Debug, Clone)]
+pub struct BounceRow {
+    pub id: i64,
+    pub list: String,
+    pub member_id: Option<i64>,
+    pub address: String,
+    pub message_id: Option<String>,
+    pub source: String,
+    pub action: String,
+    pub status: String,
+    pub diagnostic: String,
+    pub temporary: bool,
+    pub reason: String,
+    pub format: String,
+    pub at: i64,
+    /// `new` | `handled` | `failed`
+    pub state: String,
+}
+
+const COLUMNS: usize = 12;
+
+/// The columns [`bounce_row`] reads, as a literal so statements can be built with `concat!`.
+macro_rules! row_columns {
+    () => {
+        "id, list, member_id, address, message_id, source, action, status, diagnostic, \
+         temporary, reason, format, at, state"
+    };
+}
+
+fn bounce_row(r: &AnyRow) -> Result<BounceRow> {
+    Ok(BounceRow {
+        id: r.try_get(0)?,
+        list: r.try_get(1)?,
+        member_id: r.try_get(2)?,
+        address: r.try_get(3)?,
+        message_id: r.try_get(4)?,
+        source: r.try_get(5)?,
+        action: r.try_get(6)?,
+        status: r.try_get(7)?,
+        diagnostic: r.try_get(8)?,
+        temporary: r.try_get::<i64, _>(9)? != 0,
+        reason: r.try_get(10)?,
+        format: r.try_get(11)?,
+        at: r.try_get(12)?,
+        state: r.try_get(13)?,
+    })
+}
+
+/// Insert bounce rows inside a caller's transaction (so a bounce is recorded with the
+/// outcome or the parsed mail that produced it, or not at all).
+pub(super) async fn insert_bounces(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    bounces: &[NewBounce],
+    now: i64,
+) -> Result<()> {
+    for chunk in bounces.chunks(500) {
+        let sql = format!(
+            "INSERT INTO bounces (list, member_id, address, message_id, source, status, \
+             diagnostic, temporary, action, reason, format, at) VALUES {}",
+            values_list(chunk.len(), COLUMNS, 1, "")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for b in chunk {
+            let r = &b.recipient;
+            q = q
+                .bind(&b.list)
+                .bind(b.member_id)
+                .bind(&b.address)
+                .bind(&b.message_id)
+                .bind(b.source)
+                .bind(&r.status)
+                .bind(&r.diagnostic)
+                .bind(i64::from(r.temporary))
+                .bind(&r.action)
+                .bind(r.reason.as_str())
+                .bind(&b.format)
+                .bind(now);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Record bounces on their own (parsed mail that decided nothing else).
+    pub async fn record_bounces(&self, bounces: &[NewBounce]) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        insert_bounces(&mut tx, bounces, now_ms()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Lease up to `limit` bounces no plugin has seen yet (or whose holder's lease lapsed).
+    pub async fn claim_bounces(
+        &self,
+        owner: &str,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<BounceRow>> {
+        let lock = match self.backend() {
+            super::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            super::Backend::Sqlite => "",
+        };
+        let now = now_ms();
+        let sql = format!(
+            concat!(
+                "UPDATE bounces SET lease_owner = $1, lease_until = $2 WHERE id IN \
+                 (SELECT id FROM bounces WHERE state = 'new' AND lease_until < $3 \
+                 ORDER BY id LIMIT $4{lock}) RETURNING ",
+                row_columns!()
+            ),
+            lock = lock
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(owner)
+            .bind(now + lease_ms)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await?;
+        let mut out = rows.iter().map(bounce_row).collect::<Result<Vec<_>>>()?;
+        // Plugins see bounces in the order they arrived (scores and decay depend on it).
+        out.sort_by_key(|b| b.id);
+        Ok(out)
+    }
+
+    /// Mark claimed bounces done (`handled` or `failed`); only those this node still holds.
+    pub async fn finish_bounces(&self, owner: &str, ids: &[i64], state: &str) -> Result<u64> {
+        let mut done = 0;
+        for chunk in ids.chunks(500) {
+            let sql = format!(
+                "UPDATE bounces SET state = $1, lease_owner = NULL, lease_until = 0 \
+                 WHERE lease_owner = $2 AND state = 'new' AND id IN ({})",
+                placeholders(3, chunk.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(state)
+                .bind(owner);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            done += q.execute(self.pool()).await?.rows_affected();
+        }
+        Ok(done)
+    }
+
+    /// Let go of claimed bounces at a stop, so another node takes them at once.
+    pub async fn release_bounces(&self, owner: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE bounces SET lease_owner = NULL, lease_until = 0 \
+             WHERE lease_owner = $1 AND state = 'new'",
+        )
+        .bind(owner)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The copy a VERP token names: its post (or notice), address and member.
+    pub async fn verp_recipient(
+        &self,
+        recipient: i64,
+    ) -> Result<Option<(String, String, Option<i64>)>> {
+        Ok(
+            sqlx::query_as("SELECT message_id, address, member_id FROM recipients WHERE id = $1")
+                .bind(recipient)
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
+
+    /// Member ids of `list` for these addresses (matched case-insensitively), for bounces
+    /// that come without a usable VERP token.
+    pub async fn member_ids(&self, list: &str, addresses: &[String]) -> Result<Vec<(String, i64)>> {
+        if addresses.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = addresses.iter().map(|a| a.trim().to_lowercase()).collect();
+        let sql = format!(
+            "SELECT address_key, id FROM members WHERE list = $1 AND address_key IN ({})",
+            placeholders(2, keys.len())
+        );
+        let mut q = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql)).bind(list);
+        for k in &keys {
+            q = q.bind(k);
+        }
+        Ok(q.fetch_all(self.pool()).await?)
+    }
+
+    /// Bounces recorded for a list (newest first), for `roost bounce list` and the API.
+    pub async fn bounces(&self, list: &str, limit: u32) -> Result<Vec<BounceRow>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            row_columns!(),
+            " FROM bounces WHERE list = $1 ORDER BY id DESC LIMIT $2"
+        ))
+        .bind(list)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(bounce_row).collect()
+    }
+}
