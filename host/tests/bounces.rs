@@ -19,9 +19,13 @@ const LIST: &str = "news@lists.example.org";
 fn start(sink: &Recorder, bounce: &str) -> (Node, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("roost.db").display());
+    (start_on(&url, sink, bounce), dir)
+}
+
+fn start_on(url: &str, sink: &Recorder, bounce: &str) -> Node {
     let extra = format!("\n[delivery]\nsmarthost = \"{}\"\n", sink.addr());
     let mut node = Node::new(NodeSpec {
-        db_url: &url,
+        db_url: url,
         smtp_extra: &extra,
         lists: vec![(
             "news.toml",
@@ -32,7 +36,7 @@ fn start(sink: &Recorder, bounce: &str) -> (Node, tempfile::TempDir) {
         )],
     });
     node.start();
-    (node, dir)
+    node
 }
 
 /// Send a raw message from the null sender, as an MTA returns a bounce.
@@ -144,220 +148,259 @@ fn members(node: &Node) -> HashMap<String, (String, f64, String)> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scores_and_states_follow_the_list_config() {
-    let sink = Recorder::start(&["--reject", "rcptbad"]);
-    let (mut node, _dir) = start(
-        &sink,
-        "threshold = 1.0\nsummary = \"never\"\nwarn = true\n\
+with_database_urls!(
+    scores_and_states_follow_the_list_config,
+    |url: String| async move {
+        let sink = Recorder::start(&["--reject", "rcptbad"]);
+        let mut node = start_on(
+            &url,
+            &sink,
+            "threshold = 1.0\nsummary = \"never\"\nwarn = true\n\
          [plugin.scores]\nmailbox-full = 0.5\npolicy = 0.0\n",
-    );
-    let people = [
-        "ok@a.example",
-        "rcptbad@b.example",
-        "dsnbad@c.example",
-        "full@c.example",
-        "delayed@c.example",
-        "policy@c.example",
-        "noverp@c.example",
-        "spam@c.example",
-    ];
-    let mut args = vec!["members", "add", "news"];
-    args.extend(people);
-    let (code, _, err) = node.roost(&args);
-    assert_eq!(code, 0, "{err}");
-    let store = Store::connect(&node.db_url).await.unwrap();
-
-    send(&node.smtp, "ann@example.org", LIST, "Hello", "body");
-    let got = sink
-        .wait_for(people.len() - 1, Duration::from_secs(30))
-        .await;
-    let verp = return_paths(&got);
-    assert!(!verp.contains_key("rcptbad@b.example"));
-    for (rcpt, path) in &verp {
-        assert!(path.starts_with("news-bounces+"), "{rcpt}: {path}");
-    }
-
-    // Asynchronous bounces, each to the VERP address of its copy.
-    let back = |rcpt: &str, raw: String| bounce_back(&node, &verp[rcpt], &raw);
-    back(
-        "dsnbad@c.example",
-        dsn(
+        );
+        let people = [
+            "ok@a.example",
+            "rcptbad@b.example",
             "dsnbad@c.example",
-            "failed",
-            "5.1.1",
-            "550 5.1.1 <dsnbad@c.example>: Recipient address rejected: User unknown",
-        ),
-    );
-    back(
-        "full@c.example",
-        dsn(
             "full@c.example",
-            "failed",
-            "5.2.2",
-            "552 5.2.2 Mailbox full",
-        ),
-    );
-    back(
-        "delayed@c.example",
-        dsn(
             "delayed@c.example",
-            "delayed",
-            "4.4.1",
-            "connect to mx.c.example: Connection timed out",
-        ),
-    );
-    back(
-        "policy@c.example",
-        dsn(
             "policy@c.example",
-            "failed",
-            "5.7.1",
-            "550 5.7.1 Message rejected as spam",
-        ),
-    );
-    back("spam@c.example", complaint("spam@c.example"));
-    // Forwarded or mangled: no token, matched by the address in the report.
-    bounce_back(
-        &node,
-        "news-bounces@lists.example.org",
-        &dsn(
             "noverp@c.example",
-            "failed",
-            "5.1.1",
-            "550 5.1.1 No such user",
-        ),
-    );
+            "spam@c.example",
+        ];
+        let mut args = vec!["members", "add", "news"];
+        args.extend(people);
+        let (code, _, err) = node.roost(&args);
+        assert_eq!(code, 0, "{err}");
+        let store = Store::connect(&node.db_url).await.unwrap();
 
-    let settled = |m: &HashMap<String, (String, f64, String)>| {
-        ["rcptbad@b.example", "dsnbad@c.example", "noverp@c.example"]
-            .iter()
-            .all(|a| m.get(*a).is_some_and(|s| s.0 == "disabled-bounces"))
-            && m.get("full@c.example").is_some_and(|s| s.1 == 0.5)
-            && !m.contains_key("spam@c.example")
-    };
-    let mut seen = HashMap::new();
-    for _ in 0..150 {
-        seen = members(&node);
-        if settled(&seen) {
-            break;
+        send(&node.smtp, "ann@example.org", LIST, "Hello", "body");
+        let got = sink
+            .wait_for(people.len() - 1, Duration::from_secs(30))
+            .await;
+        let verp = return_paths(&got);
+        assert!(!verp.contains_key("rcptbad@b.example"));
+        for (rcpt, path) in &verp {
+            assert!(path.starts_with("news-bounces+"), "{rcpt}: {path}");
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(settled(&seen), "{seen:#?}");
-    for a in ["rcptbad@b.example", "dsnbad@c.example", "noverp@c.example"] {
-        let (_, score, note) = &seen[a];
-        assert_eq!(*score, 1.0, "{a}");
+
+        // Asynchronous bounces, each to the VERP address of its copy.
+        let back = |rcpt: &str, raw: String| bounce_back(&node, &verp[rcpt], &raw);
+        back(
+            "dsnbad@c.example",
+            dsn(
+                "dsnbad@c.example",
+                "failed",
+                "5.1.1",
+                "550 5.1.1 <dsnbad@c.example>: Recipient address rejected: User unknown",
+            ),
+        );
+        back(
+            "full@c.example",
+            dsn(
+                "full@c.example",
+                "failed",
+                "5.2.2",
+                "552 5.2.2 Mailbox full",
+            ),
+        );
+        back(
+            "delayed@c.example",
+            dsn(
+                "delayed@c.example",
+                "delayed",
+                "4.4.1",
+                "connect to mx.c.example: Connection timed out",
+            ),
+        );
+        back(
+            "policy@c.example",
+            dsn(
+                "policy@c.example",
+                "failed",
+                "5.7.1",
+                "550 5.7.1 Message rejected as spam",
+            ),
+        );
+        back("spam@c.example", complaint("spam@c.example"));
+        // Forwarded or mangled: no token, matched by the address in the report.
+        bounce_back(
+            &node,
+            "news-bounces@lists.example.org",
+            &dsn(
+                "noverp@c.example",
+                "failed",
+                "5.1.1",
+                "550 5.1.1 No such user",
+            ),
+        );
+
+        let settled = |m: &HashMap<String, (String, f64, String)>| {
+            ["rcptbad@b.example", "dsnbad@c.example", "noverp@c.example"]
+                .iter()
+                .all(|a| m.get(*a).is_some_and(|s| s.0 == "disabled-bounces"))
+                && m.get("full@c.example").is_some_and(|s| s.1 == 0.5)
+                && !m.contains_key("spam@c.example")
+        };
+        let mut seen = HashMap::new();
+        for _ in 0..150 {
+            seen = members(&node);
+            if settled(&seen) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(settled(&seen), "{seen:#?}");
+        for a in ["rcptbad@b.example", "dsnbad@c.example", "noverp@c.example"] {
+            let (_, score, note) = &seen[a];
+            assert_eq!(*score, 1.0, "{a}");
+            assert!(
+                note.starts_with("disabled:") && note.contains("mailbox-unknown"),
+                "{a}: {note}"
+            );
+        }
         assert!(
-            note.starts_with("disabled:") && note.contains("mailbox-unknown"),
-            "{a}: {note}"
+            seen["full@c.example"].2.contains("mailbox-full"),
+            "{seen:#?}"
         );
-    }
-    assert!(
-        seen["full@c.example"].2.contains("mailbox-full"),
-        "{seen:#?}"
-    );
-    // A delay notice and a spam rejection change nothing.
-    for a in ["ok@a.example", "delayed@c.example", "policy@c.example"] {
-        assert_eq!(
-            seen[a],
-            ("enabled".to_string(), 0.0, "-".to_string()),
-            "{a}"
-        );
-    }
+        // A delay notice and a spam rejection change nothing.
+        for a in ["ok@a.example", "delayed@c.example", "policy@c.example"] {
+            assert_eq!(
+                seen[a],
+                ("enabled".to_string(), 0.0, "-".to_string()),
+                "{a}"
+            );
+        }
 
-    // What was recorded, with its reason class and detector.
-    let rows: Vec<(String, String, String, String, String)> =
-        sqlx::query_as("SELECT address, source, format, reason, state FROM bounces ORDER BY id")
-            .fetch_all(store.pool())
-            .await
-            .unwrap();
-    let find = |a: &str| {
-        rows.iter()
-            .find(|r| r.0 == a)
-            .cloned()
-            .unwrap_or_else(|| panic!("{a}: {rows:?}"))
-    };
-    assert_eq!(find("rcptbad@b.example").1, "delivery");
-    assert_eq!(find("rcptbad@b.example").3, "mailbox-unknown");
-    assert_eq!(find("dsnbad@c.example").1, "dsn");
-    assert_eq!(find("dsnbad@c.example").2, "rfc3464");
-    assert_eq!(find("delayed@c.example").3, "delay-notice");
-    assert_eq!(find("policy@c.example").3, "policy");
-    assert_eq!(find("spam@c.example").3, "complaint");
-    assert_eq!(find("noverp@c.example").1, "dsn");
-    eventually("every bounce handled", Duration::from_secs(10), || async {
-        let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM bounces WHERE state <> 'handled'")
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
-        open == 0
-    })
-    .await;
-
-    // The same through the REST API.
-    let (status, body) = curl(&[
-        "-H",
-        &format!("Authorization: Bearer {}", common::node::API_TOKEN),
-        &format!("http://{}/api/v1/lists/news/members", node.http),
-    ]);
-    assert_eq!(status, 200, "{body}");
-    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let m = json["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["address"] == "dsnbad@c.example")
-        .cloned()
+        // What was recorded, with its reason class and detector.
+        let rows: Vec<(String, String, String, String, String)> = sqlx::query_as(
+            "SELECT address, source, format, reason, state FROM bounces ORDER BY id",
+        )
+        .fetch_all(store.pool())
+        .await
         .unwrap();
-    assert_eq!(m["status"], "disabled-bounces");
-    assert!(m["bounce_note"].as_str().unwrap().contains("5.1.1"), "{m}");
+        let find = |a: &str| {
+            rows.iter()
+                .find(|r| r.0 == a)
+                .cloned()
+                .unwrap_or_else(|| panic!("{a}: {rows:?}"))
+        };
+        assert_eq!(find("rcptbad@b.example").1, "delivery");
+        assert_eq!(find("rcptbad@b.example").3, "mailbox-unknown");
+        assert_eq!(find("dsnbad@c.example").1, "dsn");
+        assert_eq!(find("dsnbad@c.example").2, "rfc3464");
+        assert_eq!(find("delayed@c.example").3, "delay-notice");
+        assert_eq!(find("policy@c.example").3, "policy");
+        assert_eq!(find("spam@c.example").3, "complaint");
+        assert_eq!(find("noverp@c.example").1, "dsn");
+        eventually("every bounce handled", Duration::from_secs(10), || async {
+            let open: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM bounces WHERE state <> 'handled'")
+                    .fetch_one(store.pool())
+                    .await
+                    .unwrap();
+            open == 0
+        })
+        .await;
 
-    // Members whose delivery stopped were told (the one rejected at RCPT cannot be).
-    eventually("warnings delivered", Duration::from_secs(20), || async {
-        sink.received()
+        // The same through the REST API.
+        let (status, body) = curl(&[
+            "-H",
+            &format!("Authorization: Bearer {}", common::node::API_TOKEN),
+            &format!("http://{}/api/v1/lists/news/members", node.http),
+        ]);
+        assert_eq!(status, 200, "{body}");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let m = json["members"]
+            .as_array()
+            .unwrap()
             .iter()
-            .filter(|r| {
-                r.text()
-                    .contains("Subject: Delivery from this list to you has stopped")
-            })
-            .map(|r| r.to[0].clone())
-            .collect::<std::collections::HashSet<_>>()
-            .is_superset(
-                &[
-                    "dsnbad@c.example".to_string(),
-                    "noverp@c.example".to_string(),
-                ]
-                .into(),
-            )
-    })
-    .await;
-    // A second post goes to nobody disabled or unsubscribed.
-    let before = sink.received().len();
-    send(&node.smtp, "ann@example.org", LIST, "Second", "body");
-    eventually("second post delivered", Duration::from_secs(20), || async {
-        sink.received()
+            .find(|m| m["address"] == "dsnbad@c.example")
+            .cloned()
+            .unwrap();
+        assert_eq!(m["status"], "disabled-bounces");
+        assert!(m["bounce_note"].as_str().unwrap().contains("5.1.1"), "{m}");
+
+        // Members whose delivery stopped were told (the one rejected at RCPT cannot be).
+        eventually("warnings delivered", Duration::from_secs(20), || async {
+            sink.received()
+                .iter()
+                .filter(|r| {
+                    r.text()
+                        .contains("Subject: Delivery from this list to you has stopped")
+                })
+                .map(|r| r.to[0].clone())
+                .collect::<std::collections::HashSet<_>>()
+                .is_superset(
+                    &[
+                        "dsnbad@c.example".to_string(),
+                        "noverp@c.example".to_string(),
+                    ]
+                    .into(),
+                )
+        })
+        .await;
+        // A second post goes to nobody disabled or unsubscribed.
+        let before = sink.received().len();
+        send(&node.smtp, "ann@example.org", LIST, "Second", "body");
+        eventually("second post delivered", Duration::from_secs(20), || async {
+            sink.received()
+                .iter()
+                .filter(|r| r.text().contains("Subject: Second"))
+                .count()
+                == 4
+        })
+        .await;
+        let second: Vec<String> = sink.received()[before..]
             .iter()
             .filter(|r| r.text().contains("Subject: Second"))
-            .count()
-            == 4
-    })
-    .await;
-    let second: Vec<String> = sink.received()[before..]
-        .iter()
-        .filter(|r| r.text().contains("Subject: Second"))
-        .map(|r| r.to[0].clone())
-        .collect();
-    for a in [
-        "rcptbad@b.example",
-        "dsnbad@c.example",
-        "noverp@c.example",
-        "spam@c.example",
-    ] {
-        assert!(!second.contains(&a.to_string()), "{a} got the second post");
+            .map(|r| r.to[0].clone())
+            .collect();
+        for a in [
+            "rcptbad@b.example",
+            "dsnbad@c.example",
+            "noverp@c.example",
+            "spam@c.example",
+        ] {
+            assert!(!second.contains(&a.to_string()), "{a} got the second post");
+        }
+        // An owner turns delivery back on through the REST API.
+        let auth = format!("Authorization: Bearer {}", common::node::API_TOKEN);
+        let member_url = format!(
+            "http://{}/api/v1/lists/news/members/dsnbad@c.example",
+            node.http
+        );
+        let (status, body) = curl(&[
+            "-X",
+            "PATCH",
+            "-H",
+            &auth,
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            r#"{"status": "enabled", "bounce_score": 0}"#,
+            &member_url,
+        ]);
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = curl(&[
+            "-X",
+            "PATCH",
+            "-H",
+            &auth,
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            r#"{"status": "asleep"}"#,
+            &member_url,
+        ]);
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains("asleep"), "{body}");
+        let m = members(&node);
+        assert_eq!(m["dsnbad@c.example"].0, "enabled");
+        assert_eq!(m["dsnbad@c.example"].1, 0.0);
+        assert!(node.stop().success());
     }
-    assert!(node.stop().success());
-}
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_probe_decides_before_disabling() {
