@@ -291,6 +291,7 @@ on_both_backends!(events_notices_and_stats, |db: TestDb| async move {
     );
     assert_eq!(ok(&rt, &b, "/events/count", "kind=open", "").await, "1 1");
 
+    // The id is the message id the notice is sent under (`notice-N`).
     let id: i64 = ok(
         &rt,
         &b,
@@ -299,6 +300,8 @@ on_both_backends!(events_notices_and_stats, |db: TestDb| async move {
         "Please look.",
     )
     .await
+    .strip_prefix("notice-")
+    .unwrap()
     .parse()
     .unwrap();
     let (owners, subject, body): (i64, String, String) =

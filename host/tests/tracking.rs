@@ -60,7 +60,7 @@ async fn tracked_links_redirect_count_and_refuse_forgeries_on_any_node() {
         sink.addr()
     );
     let list = format!(
-        "address = \"{LIST}\"\nname = \"News\"\n\n[[plugin]]\nuse = \"tracking\"\nignore = [\"*unsubscribe*\"]\n"
+        "address = \"{LIST}\"\nname = \"News\"\n\n[[plugin]]\nuse = \"tracking\"\nignore = [\"*unsubscribe*\"]\n\n[[plugin]]\nuse = \"reports\"\n"
     );
     let mut nodes: Vec<Node> = (0..2)
         .map(|i| {
@@ -239,8 +239,7 @@ s.quit()
     let shots = common::root().join("target/test-artifacts");
     std::fs::create_dir_all(&shots).unwrap();
     let profile = tempfile::tempdir().unwrap();
-    let page = format!("http://{}/reports/speed?hours=6", nodes[0].http);
-    let chromium = |extra: &[&str]| {
+    let chromium = |page: &str, extra: &[&str]| {
         Command::new(common::node::peer("CHROMIUM"))
             .args([
                 "--headless",
@@ -254,11 +253,12 @@ s.quit()
             ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .args(extra)
-            .arg(&page)
+            .arg(page)
             .output()
             .expect("chromium")
     };
-    let dom = String::from_utf8_lossy(&chromium(&["--dump-dom"]).stdout).into_owned();
+    let page = format!("http://{}/reports/speed?hours=6", nodes[0].http);
+    let dom = String::from_utf8_lossy(&chromium(&page, &["--dump-dom"]).stdout).into_owned();
     assert!(dom.contains("<h1>Server Sending Speed</h1>"), "{dom}");
     for series in ["attempted", "succeeded", "failed"] {
         assert!(
@@ -270,11 +270,54 @@ s.quit()
         dom.contains("<td>node-0</td><td>2</td><td>2</td><td>0</td>"),
         "{dom}"
     );
-    let png = shots.join("reports-speed.png");
-    let _ = std::fs::remove_file(&png);
-    chromium(&[&format!("--screenshot={}", png.display())]);
-    let size = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
-    assert!(size > 5_000, "screenshot {} is {size} bytes", png.display());
+    // Both nodes alive; nothing waits.
+    assert_eq!(
+        dom.matches("<span class=\"state-alive\">alive</span>")
+            .count(),
+        2,
+        "{dom}"
+    );
+    assert!(dom.contains("Nothing waits."), "{dom}");
+    let shot = |page: &str, name: &str| {
+        let png = shots.join(name);
+        let _ = std::fs::remove_file(&png);
+        chromium(page, &[&format!("--screenshot={}", png.display())]);
+        let size = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
+        assert!(size > 5_000, "screenshot {} is {size} bytes", png.display());
+    };
+    shot(&page, "reports-speed.png");
+    // The post's page, on the other node: delivery bars and clicks per link.
+    let page = format!("http://{}/reports/posts/{post}", nodes[1].http);
+    let dom = String::from_utf8_lossy(&chromium(&page, &["--dump-dom"]).stdout).into_owned();
+    for bar in [
+        "data-series=\"delivered\" data-value=\"2\"",
+        "data-series=\"bounced\" data-value=\"0\"",
+        "data-series=\"link 0\" data-value=\"1\"",
+        "<td>clicks</td><td>1</td><td>1</td>",
+        "<td>opens</td><td>1</td><td>1</td>",
+        "<td>0: https://example.org/page?a=1&amp;b=2</td><td>1</td><td>1</td>",
+    ] {
+        assert!(dom.contains(bar), "{bar} missing: {dom}");
+    }
+    shot(&page, "reports-post.png");
+    let (code, to, _) = curl(&[&format!("http://{}/reports", nodes[0].http)]);
+    assert_eq!(
+        (code, to),
+        (308, format!("http://{}/reports/", nodes[0].http))
+    );
+    // The index links to it; the list's own reports show the same post.
+    let (code, index) = common::node::curl(&[&format!("http://{}/reports/", nodes[0].http)]);
+    assert_eq!(code, 200);
+    assert!(index.contains(&format!("href=\"posts/{post}\"")), "{index}");
+    let (code, mine) = common::node::curl(&[&format!(
+        "http://{}/p/news/reports/posts/{post}",
+        nodes[0].http
+    )]);
+    assert_eq!(code, 200, "{mine}");
+    assert!(
+        mine.contains("data-series=\"delivered\" data-value=\"2\""),
+        "{mine}"
+    );
     let (code, _, _) = curl(&[&format!("http://{}/reports/nosuch", nodes[0].http)]);
     assert_eq!(code, 404);
 

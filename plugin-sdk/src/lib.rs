@@ -56,7 +56,7 @@ pub use serde::{self, Deserialize};
 /// The host's capabilities, each scoped to the list and plugin of the running hook.
 pub mod host {
     pub use crate::bindings::roost::list::{
-        clock, config, confirm, events, held, kv, log, members, notify, stats,
+        clock, config, confirm, events, held, kv, log, members, notify, reports, stats,
     };
 
     /// The node's wall-clock time in milliseconds since the Unix epoch.

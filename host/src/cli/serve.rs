@@ -83,6 +83,7 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
         public_url: config.node.http.public_url.clone(),
     });
     runtime.set_links((*links).clone());
+    runtime.set_cluster_timing(config.node.heartbeat, config.node.lease);
     let (delivery, recorder) = Delivery::new(
         &config,
         store.clone(),

@@ -16,6 +16,24 @@ use crate::plugins::{Hook, wit};
 /// Largest request body handed to a plugin.
 const MAX_BODY: usize = 1 << 20;
 
+/// `/p/{list}/{plugin}` and `/reports`: to the same with a trailing slash, as a web server
+/// does for a directory, so relative links in a plugin's pages resolve under its prefix.
+pub async fn add_slash(request: Request) -> Response {
+    let uri = request.uri();
+    let location = match uri.query() {
+        Some(q) => format!("{}/?{q}", uri.path()),
+        None => format!("{}/", uri.path()),
+    };
+    match HeaderValue::from_str(&location) {
+        Ok(v) => (
+            StatusCode::PERMANENT_REDIRECT,
+            [(axum::http::header::LOCATION, v)],
+        )
+            .into_response(),
+        Err(_) => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
 pub async fn call_root(
     state: State<Arc<HttpState>>,
     Path((list, plugin)): Path<(String, String)>,

@@ -11,6 +11,7 @@ mod cache;
 mod decisions;
 mod engine;
 mod error;
+mod figures;
 mod imports;
 pub(crate) use imports::member_to_wit;
 mod runtime;

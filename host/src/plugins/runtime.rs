@@ -82,6 +82,7 @@ pub struct Runtime {
     slots: Arc<Semaphore>,
     idle: Arc<IdleBudget>,
     links: std::sync::OnceLock<Arc<crate::confirm::Links>>,
+    timing: std::sync::OnceLock<(Duration, Duration)>,
     reuse: bool,
     max_memory: u64,
     loaded: Mutex<HashMap<String, Arc<LoadedPlugin>>>,
@@ -91,6 +92,19 @@ pub struct Runtime {
 /// Between epoch checks a running plugin yields to the scheduler at least this often, so
 /// a busy plugin cannot starve SMTP sessions that share its thread.
 const SLICE: Duration = Duration::from_millis(10);
+
+/// Calls off the mail path (pages, periodic work, bounces) get at least this long: they read
+/// more from the database than a post's plugins do, and nothing waits on them but a browser
+/// or a timer. A plugin that loops is still stopped, only later.
+const OFF_PATH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long one call of `hook` may run.
+fn call_timeout(limits: PluginLimits, hook: &str) -> Duration {
+    match hook {
+        "on-http" | "on-schedule" | "on-bounce" => limits.timeout.max(OFF_PATH_TIMEOUT),
+        _ => limits.timeout,
+    }
+}
 
 /// Deadline of the `manifest` call (no list has set limits yet when it runs).
 const MANIFEST_LIMITS: PluginLimits = PluginLimits {
@@ -120,6 +134,7 @@ impl Runtime {
             cache,
             loaded: Mutex::new(HashMap::new()),
             links: std::sync::OnceLock::new(),
+            timing: std::sync::OnceLock::new(),
             _ticker,
         })
     }
@@ -127,6 +142,12 @@ impl Runtime {
     /// Give plugins the means to make confirmation addresses and links (once, at start).
     pub fn set_links(&self, links: crate::confirm::Links) {
         let _ = self.links.set(Arc::new(links));
+    }
+
+    /// The cluster's heartbeat interval and lease, so report imports tell node states as
+    /// `roost nodes` does (once, at start).
+    pub fn set_cluster_timing(&self, heartbeat: Duration, lease: Duration) {
+        let _ = self.timing.set((heartbeat, lease));
     }
 
     /// Load a component file: compile (or take from the cache), check that it fits the
@@ -246,15 +267,17 @@ impl Runtime {
             None => {
                 let mut state = HostState::new(scope.clone(), hook_name);
                 state.links = self.links.get().cloned();
+                state.timing = self.timing.get().copied();
                 let mut store = WasmStore::new(&self.engine, state);
                 store.limiter(|s| s);
                 (store, None)
             }
         };
         store.data_mut().start_call(hook_name);
-        let deadline = Instant::now() + scope.limits.timeout;
+        let timeout = call_timeout(scope.limits, hook_name);
+        let deadline = Instant::now() + timeout;
         let slice = engine::ticks(SLICE);
-        store.set_epoch_deadline(slice.min(engine::ticks(scope.limits.timeout)));
+        store.set_epoch_deadline(slice.min(engine::ticks(timeout)));
         store.epoch_deadline_callback(move |_| {
             let now = Instant::now();
             if now >= deadline {
@@ -293,8 +316,8 @@ impl Runtime {
         let failure = match outcome {
             Ok(Ok(Ok(value))) => return Ok(value),
             Ok(Ok(Err(text))) => Failure::Returned(text),
-            Ok(Err(e)) => classify(&e, store.data(), bound.scope.limits),
-            Err(_) => Failure::Timeout(bound.scope.limits.timeout),
+            Ok(Err(e)) => classify(&e, store.data(), call_timeout(bound.scope.limits, hook)),
+            Err(_) => Failure::Timeout(call_timeout(bound.scope.limits, hook)),
         };
         Err(self.fail(bound, hook, failure))
     }
@@ -326,7 +349,7 @@ macro_rules! invoke {
         let pre = &bound.plugin.pre;
         // The epoch deadline stops a plugin that computes; this stops one whose import
         // (say, a database call) hangs. A small margin lets the precise one fire first.
-        let backstop = bound.scope.limits.timeout + Duration::from_millis(20);
+        let backstop = call_timeout(bound.scope.limits, hook) + Duration::from_millis(20);
         let outcome = tokio::time::timeout(backstop, async {
             let instance = match reuse {
                 Some((instance, _)) => instance,
@@ -438,7 +461,7 @@ impl Runtime {
 }
 
 /// Tell a timeout, a memory-cap hit and a host failure apart from other traps.
-fn classify(e: &wasmtime::Error, state: &HostState, limits: PluginLimits) -> Failure {
+fn classify(e: &wasmtime::Error, state: &HostState, timeout: Duration) -> Failure {
     for cause in e.chain() {
         if let Some(hit) = cause.downcast_ref::<MemoryCapHit>() {
             return Failure::MemoryCap(hit.cap);
@@ -447,7 +470,7 @@ fn classify(e: &wasmtime::Error, state: &HostState, limits: PluginLimits) -> Fai
             return Failure::Host(h.0.clone());
         }
         if let Some(Trap::Interrupt) = cause.downcast_ref::<Trap>() {
-            return Failure::Timeout(limits.timeout);
+            return Failure::Timeout(timeout);
         }
     }
     let what = e

@@ -36,6 +36,9 @@ pub struct HostState {
     pub(super) memory_peak: u64,
     /// How confirmation tokens become addresses and links (`None` outside a node).
     pub(super) links: Option<Arc<crate::confirm::Links>>,
+    /// The cluster's heartbeat interval and lease, to tell node states (`None` outside a
+    /// node).
+    pub(super) timing: Option<(std::time::Duration, std::time::Duration)>,
 }
 
 impl HostState {
@@ -47,6 +50,7 @@ impl HostState {
             log_lines: 0,
             memory_peak: 0,
             links: None,
+            timing: None,
         }
     }
 

@@ -16,6 +16,8 @@ pub struct Counts {
 pub struct PostReport {
     pub id: String,
     pub list: String,
+    pub subject: String,
+    pub received_at: i64,
     pub recipients: i64,
     pub delivered: i64,
     /// Still waiting, after at least one failed attempt.
@@ -36,17 +38,20 @@ pub struct PostReport {
 
 impl Store {
     pub async fn post_report(&self, id: &str) -> Result<Option<PostReport>> {
-        let Some(list): Option<String> =
-            sqlx::query_scalar("SELECT list FROM messages WHERE id = $1")
-                .bind(id)
-                .fetch_optional(self.pool())
-                .await?
+        let Some((list, head, received_at)): Option<(String, Vec<u8>, i64)> = sqlx::query_as(
+            "SELECT list, substr(raw, 1, 8192), received_at FROM messages WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?
         else {
             return Ok(None);
         };
         let mut r = PostReport {
             id: id.to_string(),
             list,
+            subject: crate::message::header(&head, "subject").unwrap_or_default(),
+            received_at,
             ..PostReport::default()
         };
         let states: Vec<(String, i64, i64)> = sqlx::query_as(
@@ -111,5 +116,41 @@ impl Store {
             }
         }
         Ok(Some(r))
+    }
+}
+
+/// A post in the list of recent ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostLine {
+    pub id: String,
+    pub list: String,
+    pub subject: String,
+    pub received_at: i64,
+    pub state: String,
+}
+
+impl Store {
+    /// Posts sent out (accepted or approved), newest first; of one list, or of all when
+    /// `list` is empty. Reads only the first bytes of each (for the subject).
+    pub async fn recent_posts(&self, list: &str, limit: u32) -> Result<Vec<PostLine>> {
+        let rows: Vec<(String, String, Vec<u8>, i64, String)> = sqlx::query_as(
+            "SELECT id, list, substr(raw, 1, 8192), received_at, state FROM messages \
+             WHERE kind = 'post' AND state IN ('accepted', 'approved') \
+             AND ($1 = '' OR list = $1) ORDER BY id DESC LIMIT $2",
+        )
+        .bind(list)
+        .bind(i64::from(limit.min(200)))
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, list, head, received_at, state)| PostLine {
+                id,
+                list,
+                subject: crate::message::header(&head, "subject").unwrap_or_default(),
+                received_at,
+                state,
+            })
+            .collect())
     }
 }
