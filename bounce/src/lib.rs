@@ -6,6 +6,25 @@
 
 use serde::Serialize;
 
+mod address;
+mod arf;
+mod autoreply;
+mod classify;
+mod dsn;
+mod fields;
+mod formats;
+mod mime;
+#[cfg(test)]
+mod tests;
+
+/// Input beyond this is ignored: the failure report is at the top of a bounce, and the cap
+/// bounds the work done on hostile input.
+pub const MAX_INPUT: usize = 1024 * 1024;
+
+/// Recipients per report beyond this are dropped: no real bounce names more, and the cap keeps
+/// the per-address work linear on hostile input.
+pub const MAX_RECIPIENTS: usize = 500;
+
 /// What kind of failure a bounce reports. Mirrors `bounce-reason` in `wit/types.wit`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -49,18 +68,28 @@ pub struct Recipient {
     pub status: String,
     /// The remote server's words (one line, trimmed, at most a few hundred bytes).
     pub diagnostic: String,
+    /// Not final: the MTA is still retrying (a DSN `delayed` action, a warning). A `failed`
+    /// DSN with a 4.x.x status is an expiry after retries, which is final.
     pub temporary: bool,
     pub reason: Reason,
+    /// Where the message finally failed when that differs from `address`: a DSN's
+    /// `Final-Recipient` after an alias or forward rewrote the address (`address` is then the
+    /// `Original-Recipient`, the address the list sent to).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub final_recipient: Option<String>,
 }
 
 /// A parsed bounce.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
-    /// Which detector recognised it: `rfc3464`, `arf`, `postfix`, `qmail`, `exim`,
-    /// `smtp-reply`, `expiry`, ...
+    /// Which detector recognised it: `rfc3464` (also MDNs and DSN fields in plain text),
+    /// `arf`, `auto-reply`, one of the non-standard formats (`postfix`, `qmail`, `exim`,
+    /// `sendmail`, `exchange`, `yahoo`, `smtp32`, `netscape`, `aol`, `sina`, ...), or from
+    /// delivery `smtp-reply` / `expiry`. For logs and statistics; nothing should branch on it.
     pub format: String,
     pub recipients: Vec<Recipient>,
-    /// `Message-ID` of the returned original, when the bounce carries its headers.
+    /// `Message-ID` of the returned original, when the bounce carries its headers (or pastes
+    /// them into its text), without the angle brackets.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub original_message_id: Option<String>,
 }
@@ -77,15 +106,88 @@ impl Report {
 
 /// Parse a raw message. `None` when it is not recognisable as a bounce, a delivery report,
 /// an ARF complaint or an auto-reply.
+///
+/// Only the first [`MAX_INPUT`] bytes are read. Explicit reports win over guesses: an ARF
+/// feedback report, then RFC 3464 (and forwarded or mislabelled DSNs), then the non-standard
+/// formats, and only when none of them applies the auto-reply headers, since MTAs flag their
+/// bounces `Auto-Submitted: auto-replied` too.
 pub fn parse(raw: &[u8]) -> Option<Report> {
-    let _ = raw;
+    let raw = &raw[..raw.len().min(MAX_INPUT)];
+    let mime = mime::Mime::parse(raw);
+    let top = mime.top()?;
+    let report = |format: &str, recipients: Vec<Recipient>| Report {
+        format: format.to_string(),
+        recipients: dedup(recipients),
+        original_message_id: original_message_id(&mime),
+    };
+    // Structured reports first: they name recipients explicitly.
+    if let Some(recipients) = arf::parse(&mime) {
+        return Some(report("arf", recipients));
+    }
+    if let Some(recipients) = dsn::parse(&mime)
+        && !recipients.is_empty()
+    {
+        return Some(report("rfc3464", recipients));
+    }
+    if let Some((format, recipients)) = formats::detect(&mime)
+        && !recipients.is_empty()
+    {
+        return Some(report(format, recipients));
+    }
+    if let Some(recipient) = autoreply::detect(&top.headers) {
+        return Some(report("auto-reply", vec![recipient]));
+    }
     None
+}
+
+/// One entry per address (case-insensitively); a failure beats a delay for the same address
+/// because the failure is final.
+fn dedup(recipients: Vec<Recipient>) -> Vec<Recipient> {
+    let mut out: Vec<Recipient> = Vec::new();
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for r in recipients {
+        match seen.get(&r.address.to_lowercase()) {
+            Some(&i) if out[i].action != "failed" && r.action == "failed" => out[i] = r,
+            Some(_) => {}
+            None if out.len() < MAX_RECIPIENTS => {
+                seen.insert(r.address.to_lowercase(), out.len());
+                out.push(r);
+            }
+            None => {}
+        }
+    }
+    out
+}
+
+/// The returned original's Message-ID, without angle brackets: from its headers when the
+/// bounce attaches them, else from a `Message-ID:` line in the bounce text (MTAs that paste
+/// the original inline).
+fn original_message_id(mime: &mime::Mime<'_>) -> Option<String> {
+    let from_headers = mime
+        .returned_headers()
+        .and_then(|h| h.get("message-id"))
+        .map(str::to_string);
+    let value = from_headers.or_else(|| {
+        mime.report_texts().find_map(|p| {
+            p.text().lines().find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.trim()
+                    .eq_ignore_ascii_case("message-id")
+                    .then(|| value.trim().to_string())
+            })
+        })
+    })?;
+    let id = value
+        .split_whitespace()
+        .next()?
+        .trim_start_matches('<')
+        .trim_end_matches('>');
+    (!id.is_empty() && id.len() <= 998).then(|| id.to_string())
 }
 
 /// Classify a failure from its enhanced status code and the server's words.
 pub fn classify(status: &str, diagnostic: &str, temporary: bool) -> Reason {
-    let _ = (status, diagnostic, temporary);
-    Reason::Unknown
+    classify::classify(status, diagnostic, temporary)
 }
 
 /// The report for a reply received at delivery (`code` like 550, `enhanced` like `5.1.1`,
@@ -117,6 +219,7 @@ pub fn from_delivery(
             status,
             diagnostic,
             temporary,
+            final_recipient: None,
         }],
         original_message_id: None,
     }
