@@ -1,6 +1,11 @@
-//! Tracking benchmark: clicks per second one node serves at `/t/c/{token}` (each one a
-//! signed-token check, a lookup, an event row and a 302), measured with `wrk` (Debian),
-//! with its p50/p99 latency, on SQLite and on PostgreSQL.
+//! Tracking and reports benchmark, on SQLite and on PostgreSQL:
+//! - clicks per second one node serves at `/t/c/{token}` (each one a signed-token check, a
+//!   lookup, an event row and a 302), measured with `wrk` (Debian) with p50/p99 latency:
+//!   one token over and over (lookups cached), and 250,000 distinct recipients' tokens in
+//!   turn (more than the node's lookup cache holds, so most lookups go to the database);
+//! - how long the reports take over 30 days of a busy three-node cluster (every hour of
+//!   30 days filled for three nodes) and for a 250,000-recipient post with 500,000 clicks
+//!   and opens: the JSON API and the HTML pages.
 //!
 //! Run with `make bench` (it installs wrk). Prints figures.
 
@@ -15,20 +20,30 @@ use common::{free_port, root, submit, wait_listening};
 use roost::tokens::{Purpose, TokenKey};
 
 const LIST: &str = "news@lists.example.org";
+const TOKEN: &str = "bench-token-0123456789";
 
 struct Row {
     name: &'static str,
     per_sec: f64,
     p50: String,
     p99: String,
+    cold_per_sec: f64,
+    cold_p99: String,
+    /// (report, milliseconds: the slowest of 5 runs)
+    reports: Vec<(&'static str, f64)>,
 }
 
-/// wrk's "Requests/sec" and its 50% and 99% latencies.
-fn wrk(url: &str) -> (f64, String, String) {
-    let out = Command::new("wrk")
-        .args(["-t2", "-c32", "-d10s", "--latency", url])
-        .output()
-        .expect("wrk (apt-get install wrk)");
+/// Distinct recipients for the cold-cache run (the node caches 200,000 lookups).
+const DISTINCT: i64 = 250_000;
+
+/// wrk's "Requests/sec" and its 50% and 99% latencies; `script` is a Lua file for wrk.
+fn wrk(url: &str, script: Option<&std::path::Path>) -> (f64, String, String) {
+    let mut cmd = Command::new("wrk");
+    cmd.args(["-t2", "-c32", "-d10s", "--latency"]);
+    if let Some(s) = script {
+        cmd.arg("-s").arg(s);
+    }
+    let out = cmd.arg(url).output().expect("wrk (apt-get install wrk)");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let per_sec = text
         .lines()
@@ -55,7 +70,8 @@ async fn run(name: &'static str, db: &str, direct: impl Fn(&std::path::Path) -> 
              [database]\nurl = \"{db}\"\n\
              [plugins]\ndir = \"{}\"\ncache_dir = \"{}\"\n\
              [smtp]\nlisten = [\"{smtp}\"]\n[delivery]\nsmarthost = \"{sink}\"\n\
-             [http]\nlisten = \"{http}\"\npublic_url = \"http://{http}\"\n",
+             [http]\nlisten = \"{http}\"\npublic_url = \"http://{http}\"\n\
+             api_token = \"{TOKEN}\"\n\n[[plugin]]\nuse = \"reports\"\n",
             root().join("target/plugins").display(),
             root().join("target/plugin-cache-bench").display(),
         ),
@@ -109,12 +125,14 @@ async fn run(name: &'static str, db: &str, direct: impl Fn(&std::path::Path) -> 
         .unwrap();
     let key = TokenKey::new(&store.token_key().await.unwrap());
     let token = key.sign(Purpose::Click, &[u64::try_from(recipient).unwrap(), 0]);
-    let (per_sec, p50, p99) = wrk(&format!("http://{http}/t/c/{token}"));
+    let (per_sec, p50, p99) = wrk(&format!("http://{http}/t/c/{token}"), None);
     let clicks: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE kind = 'click'")
         .fetch_one(store.pool())
         .await
         .unwrap();
     assert!(clicks > 0, "no click was recorded");
+    let (cold_per_sec, cold_p99) = cold_clicks(&store, &key, &http, dir.path()).await;
+    let reports = time_reports(&store, &http).await;
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -124,7 +142,158 @@ async fn run(name: &'static str, db: &str, direct: impl Fn(&std::path::Path) -> 
         per_sec,
         p50,
         p99,
+        cold_per_sec,
+        cold_p99,
+        reports,
     }
+}
+
+/// `DISTINCT` more recipients of the post, and wrk going through their tokens in turn.
+async fn cold_clicks(
+    store: &roost::store::Store,
+    key: &TokenKey,
+    http: &str,
+    dir: &std::path::Path,
+) -> (f64, String) {
+    let post: String = sqlx::query_scalar("SELECT id FROM messages WHERE kind = 'post'")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $2) \
+         INSERT INTO recipients (message_id, address, domain, seq, state, updated_at) \
+         SELECT $1, 'm' || i || '@example.net', 'example.net', 0, 'sent', 0 FROM n",
+    )
+    .bind(&post)
+    .bind(DISTINCT)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM recipients ORDER BY id DESC LIMIT $1")
+        .bind(DISTINCT)
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    let paths: String = ids
+        .iter()
+        .map(|&id| {
+            let token = key.sign(Purpose::Click, &[u64::try_from(id).unwrap(), 0]);
+            format!("/t/c/{token}\n")
+        })
+        .collect();
+    let list = dir.join("paths.txt");
+    std::fs::write(&list, paths).unwrap();
+    // Each wrk thread walks the list from its own offset.
+    let script = dir.join("paths.lua");
+    std::fs::write(
+        &script,
+        format!(
+            "local paths = {{}}\n\
+             for line in io.lines(\"{}\") do paths[#paths + 1] = line end\n\
+             local i = math.random(#paths)\n\
+             request = function()\n\
+               i = i % #paths + 1\n\
+               return wrk.format(\"GET\", paths[i])\n\
+             end\n",
+            list.display()
+        ),
+    )
+    .unwrap();
+    let (per_sec, _, p99) = wrk(&format!("http://{http}"), Some(&script));
+    (per_sec, p99)
+}
+
+/// Fill 30 days of hourly figures for three nodes and 500,000 events on the post (with the
+/// counts the node keeps of them), then time each report (the slowest of 5 runs, in ms).
+async fn time_reports(store: &roost::store::Store, http: &str) -> Vec<(&'static str, f64)> {
+    let now = roost::store::now_ms();
+    let hour = 3_600_000i64;
+    let first = now - now % hour - 30 * 24 * hour;
+    for node in ["bench", "bench-2", "bench-3"] {
+        sqlx::query(
+            "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 719) \
+             INSERT INTO delivery_stats (hour, node, attempted, succeeded, failed) \
+             SELECT $1 + i * $2, $3, 50000, 49000, 1000 FROM n WHERE true \
+             ON CONFLICT (hour, node) DO NOTHING",
+        )
+        .bind(first)
+        .bind(hour)
+        .bind(node)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    }
+    let post: String = sqlx::query_scalar("SELECT id FROM messages WHERE kind = 'post'")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500000) \
+         INSERT INTO events (list, plugin, kind, post_id, member, key, at) \
+         SELECT $1, 'tracking', CASE WHEN i % 2 = 0 THEN 'click' ELSE 'open' END, $2, \
+         'm' || (i % 200000) || '@example.net', CASE WHEN i % 2 = 0 THEN '0' END, $3 FROM n",
+    )
+    .bind(LIST)
+    .bind(&post)
+    .bind(now)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    // The counts the node keeps as events come in (as the migration backfills them).
+    for sql in [
+        "INSERT INTO event_counts (post_id, plugin, kind, key, total, uniq) \
+         SELECT post_id, plugin, kind, key, COUNT(*), COUNT(DISTINCT member) FROM events \
+         WHERE key IS NOT NULL AND key <> '' GROUP BY post_id, plugin, kind, key \
+         ON CONFLICT DO NOTHING",
+        "INSERT INTO event_counts (post_id, plugin, kind, key, total, uniq) \
+         SELECT post_id, plugin, kind, '', COUNT(*), COUNT(DISTINCT member) FROM events \
+         WHERE post_id IS NOT NULL GROUP BY post_id, plugin, kind ON CONFLICT DO NOTHING",
+    ] {
+        sqlx::query(sql).execute(store.pool()).await.unwrap();
+    }
+    let auth = format!("Authorization: Bearer {TOKEN}");
+    let urls: [(&'static str, String); 4] = [
+        (
+            "API speed, 30 days",
+            format!("http://{http}/api/v1/reports/speed?hours=720"),
+        ),
+        (
+            "page speed, 30 days",
+            format!("http://{http}/reports/speed?hours=720"),
+        ),
+        (
+            "API post",
+            format!("http://{http}/api/v1/reports/posts/{post}"),
+        ),
+        ("page post", format!("http://{http}/reports/posts/{post}")),
+    ];
+    let mut out = Vec::new();
+    for (name, url) in urls {
+        let mut slowest = 0.0f64;
+        for _ in 0..5 {
+            let started = std::time::Instant::now();
+            let o = Command::new("curl")
+                .args([
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "-H",
+                    &auth,
+                    &url,
+                ])
+                .output()
+                .unwrap();
+            let code = String::from_utf8_lossy(&o.stdout).into_owned();
+            if code != "200" {
+                eprintln!("{name}: {url} answered {code}");
+            }
+            slowest = slowest.max(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        out.push((name, slowest));
+    }
+    out
 }
 
 #[tokio::main]
@@ -153,5 +322,27 @@ async fn main() {
         );
     }
     println!();
+    println!(
+        "Cold lookups: {DISTINCT} distinct recipients' tokens in turn (more than the node's cache)."
+    );
+    println!();
+    println!("{:<12} {:>12} {:>10}", "database", "clicks/s", "p99");
+    for r in &rows {
+        println!("{:<12} {:>12.0} {:>10}", r.name, r.cold_per_sec, r.cold_p99);
+    }
+    println!();
     println!("Target: 10,000 clicks per second per node.");
+    println!();
+    println!(
+        "Reports over 30 days of three busy nodes (2,160 hourly rows) and a post with \
+         250,000 recipients and 500,000 opens and clicks: slowest of 5, ms."
+    );
+    println!();
+    for r in &rows {
+        for (name, ms) in &r.reports {
+            println!("{:<12} {:<22} {:>8.1}", r.name, name, ms);
+        }
+    }
+    println!();
+    println!("Target: under 1,000 ms.");
 }

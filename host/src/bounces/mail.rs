@@ -25,6 +25,9 @@ pub async fn decide(
         .flatten();
     let report = match report {
         Some(r) if r.is_bounce() => r,
+        // A complaint whose provider removed every address still names the copy through
+        // the VERP token it was sent back to.
+        Some(r) if r.format == "arf" && m.token.is_some() => r,
         Some(r) => {
             tracing::info!(format = %r.format, "bounce mail that reports no failure: ignored");
             return Ok(ignored(format!("{}: no failure reported", r.format)));
@@ -52,6 +55,21 @@ pub async fn decide(
         },
         _ => None,
     };
+    let anonymous_complaint;
+    let failing = if failing.is_empty() && report.format == "arf" {
+        anonymous_complaint = Recipient {
+            address: String::new(),
+            action: "complained".into(),
+            status: String::new(),
+            diagnostic: "feedback report without the recipient's address".into(),
+            temporary: false,
+            reason: roost_bounce::Reason::Complaint,
+            final_recipient: None,
+        };
+        vec![&anonymous_complaint]
+    } else {
+        failing
+    };
     let bounces = match verp {
         Some((message_id, address, member_id)) => {
             let member_id = match member_id {
@@ -62,7 +80,7 @@ pub async fn decide(
             // line when the bounce names another (a forward, an alias).
             let line = failing
                 .iter()
-                .find(|r| r.address.eq_ignore_ascii_case(&address))
+                .find(|r| names(r, &address))
                 .or_else(|| failing.iter().find(|r| !r.temporary))
                 .or_else(|| failing.first());
             line.map(|r| bounce(m, &report, r, &address, member_id, Some(message_id)))
@@ -70,16 +88,18 @@ pub async fn decide(
                 .collect()
         }
         None => {
-            let addresses: Vec<String> = failing.iter().map(|r| r.address.clone()).collect();
+            // The address the list sent to, and where it was forwarded (an alias target).
+            let addresses: Vec<String> = failing
+                .iter()
+                .flat_map(|r| std::iter::once(r.address.clone()).chain(r.final_recipient.clone()))
+                .filter(|a| !a.is_empty())
+                .collect();
             let members = store.member_ids(&m.list, &addresses).await?;
             let mut out = Vec::new();
             for r in &failing {
-                let key = r.address.trim().to_lowercase();
-                match members.iter().find(|(k, _)| *k == key) {
-                    Some((_, id)) => out.push(bounce(m, &report, r, &r.address, Some(*id), None)),
-                    None => {
-                        tracing::info!(address = %r.address, "bounce for an address that is not a member")
-                    }
+                match members.iter().find(|(k, _)| names(r, k)) {
+                    Some((key, id)) => out.push(bounce(m, &report, r, key, Some(*id), None)),
+                    None => tracing::info!(address = %r.address, "bounce for an address that is not a member"),
                 }
             }
             out
@@ -113,6 +133,15 @@ pub async fn decide(
         forward_to: Vec::new(),
         bounces,
     })
+}
+
+/// Whether a report line is about `address` (as sent, or as finally delivered to).
+fn names(r: &Recipient, address: &str) -> bool {
+    r.address.eq_ignore_ascii_case(address)
+        || r
+            .final_recipient
+            .as_deref()
+            .is_some_and(|f| f.eq_ignore_ascii_case(address))
 }
 
 async fn member_of(store: &Store, list: &str, address: &str) -> Result<Option<i64>, StoreError> {

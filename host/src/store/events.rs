@@ -1,8 +1,14 @@
 //! Events that plugins record (clicks, opens, their own kinds) and count.
 
+use std::collections::BTreeMap;
+
 use sqlx::Row;
 
-use super::{Result, Store, now_ms};
+use super::{
+    Result, Store,
+    messages::values_list,
+    now_ms,
+};
 
 #[derive(Debug, Clone, Default)]
 pub struct NewEvent {
@@ -28,20 +34,8 @@ pub struct EventCounts {
 
 impl Store {
     pub async fn emit_event(&self, list: &str, plugin: &str, event: &NewEvent) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO events (list, plugin, kind, post_id, member, key, at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(list)
-        .bind(plugin)
-        .bind(&event.kind)
-        .bind(&event.post_id)
-        .bind(event.member.as_deref().map(str::to_lowercase))
-        .bind(&event.key)
-        .bind(now_ms())
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        self.emit_events(plugin, &[(list.to_string(), event.clone())])
+            .await
     }
 
     /// Record many events of the same plugin in one transaction: (list, event) pairs.
@@ -52,7 +46,7 @@ impl Store {
             let sql = format!(
                 "INSERT INTO events (plugin, at, list, kind, post_id, member, key) VALUES {}",
                 // Every row starts with the shared plugin and time, `$1` and `$2`.
-                super::messages::values_list(chunk.len(), 5, 3, "").replace('(', "($1, $2, ")
+                values_list(chunk.len(), 5, 3, "").replace('(', "($1, $2, ")
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(plugin).bind(now);
             for (list, e) in chunk {
@@ -65,6 +59,7 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
         }
+        count_events(&mut tx, plugin, events).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -91,5 +86,88 @@ impl Store {
             total: n(0)?,
             unique_members: n(1)?,
         })
+    }
+}
+
+/// (post, kind, key): key "" counts every event of the kind, whatever its key.
+type CountKey = (String, String, String);
+
+/// Keep `event_counts` up to date with events being recorded (in their transaction): each
+/// event with a post counts for its kind and, when it has a key, for that key; a member
+/// counts as unique the first time `event_members` takes them.
+async fn count_events(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    plugin: &str,
+    events: &[(String, NewEvent)],
+) -> Result<()> {
+    let mut totals: BTreeMap<CountKey, (i64, i64)> = BTreeMap::new();
+    let mut members: Vec<(CountKey, String)> = Vec::new();
+    for (_, e) in events {
+        let Some(post) = &e.post_id else { continue };
+        let mut keys = vec![(post.clone(), e.kind.clone(), String::new())];
+        if let Some(k) = e.key.as_deref().filter(|k| !k.is_empty()) {
+            keys.push((post.clone(), e.kind.clone(), k.to_string()));
+        }
+        for key in keys {
+            totals.entry(key.clone()).or_default().0 += 1;
+            if let Some(m) = &e.member {
+                members.push((key, m.to_lowercase()));
+            }
+        }
+    }
+    if totals.is_empty() {
+        return Ok(());
+    }
+    for chunk in members.chunks(400) {
+        let sql = format!(
+            "INSERT INTO event_members (plugin, post_id, kind, key, member) VALUES {} \
+             ON CONFLICT DO NOTHING RETURNING post_id, kind, key",
+            values_list(chunk.len(), 4, 2, "").replace('(', "($1, ")
+        );
+        let mut q = sqlx::query_as::<_, CountKey>(sqlx::AssertSqlSafe(sql)).bind(plugin);
+        for ((post, kind, key), member) in chunk {
+            q = q.bind(post).bind(kind).bind(key).bind(member);
+        }
+        for new in q.fetch_all(&mut **tx).await? {
+            if let Some(t) = totals.get_mut(&new) {
+                t.1 += 1;
+            }
+        }
+    }
+    let rows: Vec<(&CountKey, &(i64, i64))> = totals.iter().collect();
+    for chunk in rows.chunks(200) {
+        let sql = format!(
+            "INSERT INTO event_counts (plugin, post_id, kind, key, total, uniq) VALUES {} \
+             ON CONFLICT (post_id, plugin, kind, key) DO UPDATE SET \
+             total = event_counts.total + excluded.total, uniq = event_counts.uniq + excluded.uniq",
+            values_list(chunk.len(), 5, 2, "").replace('(', "($1, ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(plugin);
+        for ((post, kind, key), (total, uniq)) in chunk {
+            q = q.bind(post).bind(kind).bind(key).bind(total).bind(uniq);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// A post's counts of one plugin: (kind, key) → (total, unique members).
+    pub async fn post_event_counts(
+        &self,
+        post: &str,
+        plugin: &str,
+    ) -> Result<BTreeMap<(String, String), (i64, i64)>> {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT kind, key, total, uniq FROM event_counts WHERE post_id = $1 AND plugin = $2",
+        )
+        .bind(post)
+        .bind(plugin)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(kind, key, total, uniq)| ((kind, key), (total, uniq)))
+            .collect())
     }
 }

@@ -77,42 +77,19 @@ impl Store {
         .bind(id)
         .fetch_one(self.pool())
         .await?;
-        let events: Vec<(String, String, i64, i64)> = sqlx::query_as(
-            "SELECT kind, COALESCE(key, ''), COUNT(*), COUNT(DISTINCT member) FROM events \
-             WHERE post_id = $1 AND plugin = 'tracking' GROUP BY kind, COALESCE(key, '')",
-        )
-        .bind(id)
-        .fetch_all(self.pool())
-        .await?;
-        for (kind, key, total, _) in &events {
-            match kind.as_str() {
-                "click" => {
-                    if let Ok(n) = key.parse::<i64>() {
-                        let c = r.links.entry(n).or_default();
-                        c.total += total;
+        // Kept as the events came in (`event_counts`): no scan of the events.
+        for ((kind, key), (total, unique)) in self.post_event_counts(id, "tracking").await? {
+            let counts = Counts { total, unique };
+            match (kind.as_str(), key.as_str()) {
+                ("open", "") => r.opens = counts,
+                ("click", "") => r.clicks = counts,
+                ("click", n) => {
+                    if let Ok(n) = n.parse::<i64>() {
+                        r.links.insert(n, counts);
                     }
                 }
-                "open" => {}
-                _ => r.prefetches += total,
-            }
-        }
-        // Distinct members over all links and per link need their own counts.
-        for (kind, counts) in [("open", &mut r.opens), ("click", &mut r.clicks)] {
-            let (total, unique): (i64, i64) = sqlx::query_as(
-                "SELECT COUNT(*), COUNT(DISTINCT member) FROM events \
-                 WHERE post_id = $1 AND plugin = 'tracking' AND kind = $2",
-            )
-            .bind(id)
-            .bind(kind)
-            .fetch_one(self.pool())
-            .await?;
-            *counts = Counts { total, unique };
-        }
-        for (kind, key, _, unique) in events {
-            if kind == "click"
-                && let Ok(n) = key.parse::<i64>()
-            {
-                r.links.entry(n).or_default().unique = unique;
+                (k, "") if k.ends_with("-prefetch") => r.prefetches += total,
+                _ => {}
             }
         }
         Ok(Some(r))

@@ -1,0 +1,37 @@
+-- Event counts kept as events are recorded, so reports read a few rows instead of scanning
+-- every event of a post. Per (post, plugin, kind, key); key '' counts every event of the
+-- kind whatever its key (all links of a post together; opens, which have no key).
+CREATE TABLE event_counts (
+    post_id TEXT   NOT NULL,
+    plugin  TEXT   NOT NULL,
+    kind    TEXT   NOT NULL,
+    key     TEXT   NOT NULL,
+    total   BIGINT NOT NULL DEFAULT 0,
+    uniq    BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (post_id, plugin, kind, key)
+);
+
+-- Who has been counted once for each of those, so `uniq` grows only with new members.
+CREATE TABLE event_members (
+    post_id TEXT NOT NULL,
+    plugin  TEXT NOT NULL,
+    kind    TEXT NOT NULL,
+    key     TEXT NOT NULL,
+    member  TEXT NOT NULL,
+    PRIMARY KEY (post_id, plugin, kind, key, member)
+);
+
+-- The events recorded before this migration: each counts for its kind (key '') and, when it
+-- has one, for its key.
+INSERT INTO event_members (post_id, plugin, kind, key, member)
+SELECT DISTINCT post_id, plugin, kind, key, member FROM events
+WHERE post_id IS NOT NULL AND member IS NOT NULL AND key IS NOT NULL AND key <> '';
+INSERT INTO event_members (post_id, plugin, kind, key, member)
+SELECT DISTINCT post_id, plugin, kind, '', member FROM events
+WHERE post_id IS NOT NULL AND member IS NOT NULL;
+INSERT INTO event_counts (post_id, plugin, kind, key, total, uniq)
+SELECT post_id, plugin, kind, key, COUNT(*), COUNT(DISTINCT member) FROM events
+WHERE post_id IS NOT NULL AND key IS NOT NULL AND key <> '' GROUP BY post_id, plugin, kind, key;
+INSERT INTO event_counts (post_id, plugin, kind, key, total, uniq)
+SELECT post_id, plugin, kind, '', COUNT(*), COUNT(DISTINCT member) FROM events
+WHERE post_id IS NOT NULL GROUP BY post_id, plugin, kind;
