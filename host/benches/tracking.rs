@@ -239,7 +239,8 @@ async fn time_reports(store: &roost::store::Store, http: &str) -> Vec<(&'static 
     .execute(store.pool())
     .await
     .unwrap();
-    // The counts the node keeps as events come in (as the migration backfills them).
+    // The counts the node keeps of the events (as the migration backfills them), and the
+    // watermark past them.
     for sql in [
         "INSERT INTO event_counts (post_id, plugin, kind, key, total, uniq) \
          SELECT post_id, plugin, kind, key, COUNT(*), COUNT(DISTINCT member) FROM events \
@@ -248,6 +249,7 @@ async fn time_reports(store: &roost::store::Store, http: &str) -> Vec<(&'static 
         "INSERT INTO event_counts (post_id, plugin, kind, key, total, uniq) \
          SELECT post_id, plugin, kind, '', COUNT(*), COUNT(DISTINCT member) FROM events \
          WHERE post_id IS NOT NULL GROUP BY post_id, plugin, kind ON CONFLICT DO NOTHING",
+        "UPDATE events_counted SET last_id = (SELECT MAX(id) FROM events)",
     ] {
         sqlx::query(sql).execute(store.pool()).await.unwrap();
     }

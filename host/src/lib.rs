@@ -6,6 +6,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod confirm;
+pub mod counter;
 pub mod delivery;
 pub mod http;
 pub mod message;

@@ -184,8 +184,17 @@ s.quit()
         .fetch_one(store.pool())
         .await
         .unwrap();
-    let (code, out, err) = nodes[0].roost(&["report", "post", &post]);
-    assert_eq!(code, 0, "{err}");
+    // The counts follow the events within about a second and a half.
+    let mut out = String::new();
+    for _ in 0..100 {
+        let (code, o, err) = nodes[0].roost(&["report", "post", &post]);
+        assert_eq!(code, 0, "{err}");
+        out = o;
+        if out.contains("prefetches\t1\n") && out.contains("clicks\t1 (1 unique)\n") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     for line in [
         "recipients\t2\n",
         "delivered\t2\n",

@@ -35,3 +35,11 @@ WHERE post_id IS NOT NULL AND key IS NOT NULL AND key <> '' GROUP BY post_id, pl
 INSERT INTO event_counts (post_id, plugin, kind, key, total, uniq)
 SELECT post_id, plugin, kind, '', COUNT(*), COUNT(DISTINCT member) FROM events
 WHERE post_id IS NOT NULL GROUP BY post_id, plugin, kind;
+
+-- How far the counts go: events up to this id are counted. Nodes fold newer events in,
+-- moving it with a conditional update, so each event is counted once in the cluster.
+CREATE TABLE events_counted (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    last_id BIGINT  NOT NULL
+);
+INSERT INTO events_counted (id, last_id) SELECT 1, COALESCE(MAX(id), 0) FROM events;

@@ -99,7 +99,9 @@ pub async fn decide(
             for r in &failing {
                 match members.iter().find(|(k, _)| names(r, k)) {
                     Some((key, id)) => out.push(bounce(m, &report, r, key, Some(*id), None)),
-                    None => tracing::info!(address = %r.address, "bounce for an address that is not a member"),
+                    None => {
+                        tracing::info!(address = %r.address, "bounce for an address that is not a member")
+                    }
                 }
             }
             out
@@ -138,8 +140,7 @@ pub async fn decide(
 /// Whether a report line is about `address` (as sent, or as finally delivered to).
 fn names(r: &Recipient, address: &str) -> bool {
     r.address.eq_ignore_ascii_case(address)
-        || r
-            .final_recipient
+        || r.final_recipient
             .as_deref()
             .is_some_and(|f| f.eq_ignore_ascii_case(address))
 }

@@ -170,6 +170,10 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
     }
     tasks.push(tokio::spawn(delivery.clone().run(stopped.clone())));
     tasks.push(tokio::spawn(bounces.run(stopped.clone())));
+    tasks.push(tokio::spawn(crate::counter::run(
+        store.clone(),
+        stopped.clone(),
+    )));
     tasks.push(tokio::spawn(
         crate::scheduler::Scheduler {
             store: store.clone(),

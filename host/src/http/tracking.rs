@@ -55,6 +55,53 @@ const PREFETCHERS: &[&str] = &[
 pub struct LinkCache {
     posts: Mutex<HashMap<String, Arc<Vec<String>>>>,
     recipients: Mutex<HashMap<i64, Arc<Tracked>>>,
+    /// Lookups of recipients not in the cache, gathered into one query (started on first
+    /// use).
+    lookups: std::sync::OnceLock<Lookups>,
+}
+
+type Reply = tokio::sync::oneshot::Sender<Option<Tracked>>;
+
+/// Recipient lookups gathered: whoever asks while a query runs is answered by the next one,
+/// which reads them all (a first click of each token is the common case, and one indexed
+/// read per click would cap a node at the database's round trips).
+struct Lookups {
+    tx: tokio::sync::mpsc::Sender<(i64, Reply)>,
+}
+
+impl Lookups {
+    fn start(store: Store) -> Lookups {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(i64, Reply)>(8_192);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < 500 {
+                    match rx.try_recv() {
+                        Ok(l) => batch.push(l),
+                        Err(_) => break,
+                    }
+                }
+                let ids: Vec<i64> = batch.iter().map(|(id, _)| *id).collect();
+                let found = match store.tracked_recipients(&ids).await {
+                    Ok(found) => found,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot look up tracked recipients");
+                        HashMap::new()
+                    }
+                };
+                for (id, reply) in batch {
+                    let _ = reply.send(found.get(&id).cloned());
+                }
+            }
+        });
+        Lookups { tx }
+    }
+
+    async fn get(&self, id: i64) -> Option<Tracked> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.tx.send((id, reply)).await.ok()?;
+        answer.await.ok()?
+    }
 }
 
 /// A recipient row as tracking sees it: (list, post id, address).
@@ -69,7 +116,8 @@ impl LinkCache {
         if let Some(r) = self.recipients.lock().ok()?.get(&id) {
             return Some(r.clone());
         }
-        let found = Arc::new(store.tracked_recipient(id).await.ok()??);
+        let lookups = self.lookups.get_or_init(|| Lookups::start(store.clone()));
+        let found = Arc::new(lookups.get(id).await?);
         if let Ok(mut cache) = self.recipients.lock() {
             if cache.len() >= CACHE_RECIPIENTS {
                 cache.clear();

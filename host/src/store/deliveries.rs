@@ -453,18 +453,29 @@ impl Store {
             .collect()
     }
 
-    /// What a tracking token's recipient row stands for: (list, post id, address).
-    pub async fn tracked_recipient(
+    /// What tracking tokens' recipient rows stand for: id → (list, post id, address). One
+    /// query for many (the click handlers' lookups are gathered).
+    pub async fn tracked_recipients(
         &self,
-        recipient: i64,
-    ) -> Result<Option<(String, String, String)>> {
-        Ok(sqlx::query_as(
-            "SELECT m.list, r.message_id, r.address FROM recipients r \
-             JOIN messages m ON m.id = r.message_id WHERE r.id = $1",
-        )
-        .bind(recipient)
-        .fetch_optional(self.pool())
-        .await?)
+        ids: &[i64],
+    ) -> Result<HashMap<i64, (String, String, String)>> {
+        let mut out = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let sql = format!(
+                "SELECT r.id, m.list, r.message_id, r.address FROM recipients r \
+                 JOIN messages m ON m.id = r.message_id WHERE r.id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut q =
+                sqlx::query_as::<_, (i64, String, String, String)>(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for (id, list, post, address) in q.fetch_all(self.pool()).await? {
+                out.insert(id, (list, post, address));
+            }
+        }
+        Ok(out)
     }
 
     /// A post's stored edits (the tracked links are declared there).

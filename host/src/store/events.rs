@@ -4,11 +4,7 @@ use std::collections::BTreeMap;
 
 use sqlx::Row;
 
-use super::{
-    Result, Store,
-    messages::values_list,
-    now_ms,
-};
+use super::{Result, Store, messages::values_list, now_ms};
 
 #[derive(Debug, Clone, Default)]
 pub struct NewEvent {
@@ -59,7 +55,6 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
         }
-        count_events(&mut tx, plugin, events).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -92,9 +87,9 @@ impl Store {
 /// (post, kind, key): key "" counts every event of the kind, whatever its key.
 type CountKey = (String, String, String);
 
-/// Keep `event_counts` up to date with events being recorded (in their transaction): each
-/// event with a post counts for its kind and, when it has a key, for that key; a member
-/// counts as unique the first time `event_members` takes them.
+/// Add events to `event_counts` (in the caller's transaction): each event with a post
+/// counts for its kind and, when it has a key, for that key; a member counts as unique the
+/// first time `event_members` takes them.
 async fn count_events(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     plugin: &str,
@@ -152,6 +147,67 @@ async fn count_events(
 }
 
 impl Store {
+    /// Fold events recorded at least `settle_ms` ago and not counted yet (at most `limit`)
+    /// into `event_counts`; returns how many. Off the click path, so a click costs one row.
+    /// Once in the cluster: the watermark moves by a conditional update in the same
+    /// transaction, and a node that lost the race rolls back. Events younger than
+    /// `settle_ms` wait, so a transaction that took a lower id but committed later is not
+    /// skipped.
+    pub async fn count_new_events(&self, settle_ms: i64, limit: u32) -> Result<usize> {
+        let mut tx = self.pool().begin().await?;
+        let last: i64 = sqlx::query_scalar("SELECT last_id FROM events_counted WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?;
+        let rows: Vec<(
+            i64,
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        )> = sqlx::query_as(
+            "SELECT id, plugin, list, kind, post_id, member, key FROM events \
+                 WHERE id > $1 AND at <= $2 ORDER BY id LIMIT $3",
+        )
+        .bind(last)
+        .bind(now_ms() - settle_ms)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        let Some(newest) = rows.last().map(|r| r.0) else {
+            return Ok(0);
+        };
+        let mut by_plugin: BTreeMap<String, Vec<(String, NewEvent)>> = BTreeMap::new();
+        for (_, plugin, list, kind, post_id, member, key) in &rows {
+            by_plugin.entry(plugin.clone()).or_default().push((
+                list.clone(),
+                NewEvent {
+                    kind: kind.clone(),
+                    post_id: post_id.clone(),
+                    member: member.clone(),
+                    key: key.clone(),
+                },
+            ));
+        }
+        for (plugin, events) in &by_plugin {
+            count_events(&mut tx, plugin, events).await?;
+        }
+        let moved =
+            sqlx::query("UPDATE events_counted SET last_id = $1 WHERE id = 1 AND last_id = $2")
+                .bind(newest)
+                .bind(last)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        if moved == 0 {
+            // Another node counted them first.
+            return Ok(0);
+        }
+        tx.commit().await?;
+        Ok(rows.len())
+    }
+
     /// A post's counts of one plugin: (kind, key) → (total, unique members).
     pub async fn post_event_counts(
         &self,
