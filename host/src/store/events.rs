@@ -1,6 +1,6 @@
 //! Events that plugins record (clicks, opens, their own kinds) and count.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use sqlx::Row;
 
@@ -87,6 +87,20 @@ impl Store {
 /// (post, kind, key): key "" counts every event of the kind, whatever its key.
 type CountKey = (String, String, String);
 
+/// 64 bits of SHA-256 over what makes a member unique for a count.
+fn member_hash(plugin: &str, (post, kind, key): &CountKey, member: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [plugin, post, kind, key, member] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    let d = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&d[..8]);
+    i64::from_le_bytes(first)
+}
+
 /// Add events to `event_counts` (in the caller's transaction): each event with a post
 /// counts for its kind and, when it has a key, for that key; a member counts as unique the
 /// first time `event_members` takes them.
@@ -113,18 +127,22 @@ async fn count_events(
     if totals.is_empty() {
         return Ok(());
     }
-    for chunk in members.chunks(400) {
+    let hashed: HashMap<i64, CountKey> = members
+        .into_iter()
+        .map(|(key, member)| (member_hash(plugin, &key, &member), key))
+        .collect();
+    let hashes: Vec<i64> = hashed.keys().copied().collect();
+    for chunk in hashes.chunks(500) {
         let sql = format!(
-            "INSERT INTO event_members (plugin, post_id, kind, key, member) VALUES {} \
-             ON CONFLICT DO NOTHING RETURNING post_id, kind, key",
-            values_list(chunk.len(), 4, 2, "").replace('(', "($1, ")
+            "INSERT INTO event_members (h) VALUES {} ON CONFLICT DO NOTHING RETURNING h",
+            values_list(chunk.len(), 1, 1, "")
         );
-        let mut q = sqlx::query_as::<_, CountKey>(sqlx::AssertSqlSafe(sql)).bind(plugin);
-        for ((post, kind, key), member) in chunk {
-            q = q.bind(post).bind(kind).bind(key).bind(member);
+        let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql));
+        for h in chunk {
+            q = q.bind(h);
         }
         for new in q.fetch_all(&mut **tx).await? {
-            if let Some(t) = totals.get_mut(&new) {
+            if let Some(t) = hashed.get(&new).and_then(|k| totals.get_mut(k)) {
                 t.1 += 1;
             }
         }
