@@ -84,6 +84,17 @@ impl Store {
     }
 }
 
+/// An event as the counter reads it: id, plugin, list, kind, post, member, key.
+type EventRow = (
+    i64,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
 /// (post, kind, key): key "" counts every event of the kind, whatever its key.
 type CountKey = (String, String, String);
 
@@ -176,15 +187,7 @@ impl Store {
         let last: i64 = sqlx::query_scalar("SELECT last_id FROM events_counted WHERE id = 1")
             .fetch_one(&mut *tx)
             .await?;
-        let rows: Vec<(
-            i64,
-            String,
-            String,
-            String,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        )> = sqlx::query_as(
+        let rows: Vec<EventRow> = sqlx::query_as(
             "SELECT id, plugin, list, kind, post_id, member, key FROM events \
                  WHERE id > $1 AND at <= $2 ORDER BY id LIMIT $3",
         )
