@@ -43,7 +43,7 @@ with_database_urls!(add_remove_and_list, |url: String| async move {
     assert_eq!(code, 0);
     assert_eq!(
         out,
-        "Ann@Example.org\t\tenabled\t-\t0\nbob@example.org\t\tenabled\t-\t0\n"
+        "Ann@Example.org\t\tenabled\t-\t0\t-\nbob@example.org\t\tenabled\t-\t0\t-\n"
     );
     let (code, _, _) = node.roost(&["members", "remove", "announce", "ANN@example.org"]);
     assert_eq!(code, 0);
