@@ -658,9 +658,13 @@ async fn concurrent_approvals_send_a_held_post_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_releases_leased_work_at_once() {
     let url = common::postgres_empty().await;
-    let list = hostile_list("hold@lists.example.org", "hold");
+    // Each post makes the plugin spin to its 500 ms deadline, so posts queue up in memory
+    // (60 posts take 15 s with two processors; sending them takes a second or two).
+    let list = hostile_list("hold@lists.example.org", "hold").replace(
+        "\n\n[[plugin]]",
+        "\n\n[limits]\nplugin_timeout = \"500ms\"\n\n[[plugin]]",
+    );
     let (mut node, store) = node(&url, "", vec![("hold.toml", list)]).await;
-    // Each post makes the plugin spin to its 100 ms deadline, so posts queue up in memory.
     let program = r#"
 import smtplib, sys
 host, port = sys.argv[1].split(":")
@@ -686,7 +690,7 @@ s.quit()
 
     // Whoever runs next finishes them.
     node.start();
-    eventually("every post is decided", Duration::from_secs(30), || async {
+    eventually("every post is decided", Duration::from_secs(60), || async {
         let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE state = 'stored'")
             .fetch_one(store.pool())
             .await
