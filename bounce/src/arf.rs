@@ -2,7 +2,8 @@
 //!
 //! The complaining recipient is named by `Original-Rcpt-To` when the provider includes it
 //! (rarely: it is optional and often redacted), otherwise by the `To` header of the returned
-//! message, which for list mail sent one-per-recipient is the subscriber.
+//! message, which for list mail sent one-per-recipient is the subscriber. With neither, the
+//! complaint is reported for an empty address.
 
 use crate::fields::{one_line, records};
 use crate::mime::Mime;
@@ -40,6 +41,11 @@ pub fn parse(mime: &Mime<'_>) -> Option<Vec<Recipient>> {
     } else {
         format!("feedback-type: {feedback_type}")
     };
+    // A provider that removed every address still reported a complaint: one recipient with
+    // no address, which the host pins on the copy through the VERP token it came back to.
+    if addresses.is_empty() {
+        addresses.push(String::new());
+    }
     let mut out: Vec<Recipient> = Vec::new();
     for a in addresses {
         if out.iter().any(|r| r.address.eq_ignore_ascii_case(&a)) {
@@ -107,6 +113,16 @@ Hello.\n\
             r.original_message_id.as_deref(),
             Some("8787KJKJ3K4J3K4J3K4J3.mail@lists.example.com")
         );
+    }
+
+    #[test]
+    fn a_redacted_complaint_names_nobody_but_is_one() {
+        let raw = ARF.replace("To: \"Jane\" <Jane.Doe@isp.example>\n", "");
+        let r = parse(raw.as_bytes()).unwrap();
+        assert!(r.is_bounce());
+        assert_eq!(r.recipients.len(), 1);
+        assert_eq!(r.recipients[0].address, "");
+        assert_eq!(r.recipients[0].reason, Reason::Complaint);
     }
 
     #[test]

@@ -167,6 +167,7 @@ with_database_urls!(
             "policy@c.example",
             "noverp@c.example",
             "spam@c.example",
+            "redacted@c.example",
         ];
         let mut args = vec!["members", "add", "news"];
         args.extend(people);
@@ -223,6 +224,13 @@ with_database_urls!(
             ),
         );
         back("spam@c.example", complaint("spam@c.example"));
+        // A provider that removed the address: only the VERP token says whose copy it was.
+        back(
+            "redacted@c.example",
+            complaint("redacted@c.example")
+                .replace("Original-Rcpt-To: <redacted@c.example>\r\n", "")
+                .replace("To: redacted@c.example\r\n", ""),
+        );
         // Forwarded or mangled: no token, matched by the address in the report.
         bounce_back(
             &node,
@@ -241,6 +249,7 @@ with_database_urls!(
                 .all(|a| m.get(*a).is_some_and(|s| s.0 == "disabled-bounces"))
                 && m.get("full@c.example").is_some_and(|s| s.1 == 0.5)
                 && !m.contains_key("spam@c.example")
+                && !m.contains_key("redacted@c.example")
         };
         let mut seen = HashMap::new();
         for _ in 0..150 {
@@ -292,6 +301,7 @@ with_database_urls!(
         assert_eq!(find("delayed@c.example").3, "delay-notice");
         assert_eq!(find("policy@c.example").3, "policy");
         assert_eq!(find("spam@c.example").3, "complaint");
+        assert_eq!(find("redacted@c.example").3, "complaint");
         assert_eq!(find("noverp@c.example").1, "dsn");
         eventually("every bounce handled", Duration::from_secs(10), || async {
             let open: i64 =
@@ -361,6 +371,7 @@ with_database_urls!(
             "dsnbad@c.example",
             "noverp@c.example",
             "spam@c.example",
+            "redacted@c.example",
         ] {
             assert!(!second.contains(&a.to_string()), "{a} got the second post");
         }

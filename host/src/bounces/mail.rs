@@ -25,9 +25,6 @@ pub async fn decide(
         .flatten();
     let report = match report {
         Some(r) if r.is_bounce() => r,
-        // A complaint whose provider removed every address still names the copy through
-        // the VERP token it was sent back to.
-        Some(r) if r.format == "arf" && m.token.is_some() => r,
         Some(r) => {
             tracing::info!(format = %r.format, "bounce mail that reports no failure: ignored");
             return Ok(ignored(format!("{}: no failure reported", r.format)));
@@ -54,21 +51,6 @@ pub async fn decide(
             }
         },
         _ => None,
-    };
-    let anonymous_complaint;
-    let failing = if failing.is_empty() && report.format == "arf" {
-        anonymous_complaint = Recipient {
-            address: String::new(),
-            action: "complained".into(),
-            status: String::new(),
-            diagnostic: "feedback report without the recipient's address".into(),
-            temporary: false,
-            reason: roost_bounce::Reason::Complaint,
-            final_recipient: None,
-        };
-        vec![&anonymous_complaint]
-    } else {
-        failing
     };
     let bounces = match verp {
         Some((message_id, address, member_id)) => {
