@@ -18,7 +18,6 @@ use axum::{
 use super::HttpState;
 use crate::{
     pipeline::edits,
-    plugins::wit::Edit,
     store::{NewEvent, Store},
     tokens::Purpose,
 };
@@ -133,17 +132,7 @@ impl LinkCache {
             return Some(l.clone());
         }
         let edits_json = store.post_edits(post).await.ok()?;
-        let links: Vec<String> = edits_json
-            .as_deref()
-            .and_then(edits::decode)
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|e| match e {
-                Edit::TrackLink(url) => Some(url),
-                _ => None,
-            })
-            .collect();
-        let links = Arc::new(links);
+        let links = Arc::new(edits::tracked_links(edits_json.as_deref()));
         if let Ok(mut cache) = self.posts.lock() {
             if cache.len() >= CACHE_POSTS {
                 cache.clear();

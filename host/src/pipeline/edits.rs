@@ -55,6 +55,20 @@ pub fn encode(edits: &[Edit]) -> Option<String> {
     serde_json::to_string(&stored).ok()
 }
 
+/// The links a post's stored edits declare for tracking (`track-link`), in order: link N
+/// of the post is the N-th.
+pub fn tracked_links(encoded: Option<&str>) -> Vec<String> {
+    encoded
+        .and_then(decode)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|e| match e {
+            Edit::TrackLink(url) => Some(url),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Decode what `encode` wrote; `None` for a column that does not hold edits.
 pub fn decode(encoded: &str) -> Option<Vec<Edit>> {
     let stored: Vec<Stored> = serde_json::from_str(encoded).ok()?;

@@ -3,11 +3,7 @@
 
 use std::time::Duration;
 
-use super::{
-    bindings::roost::list::{reports, types::Edit},
-    error::HostFailure,
-    state::HostState,
-};
+use super::{bindings::roost::list::reports, error::HostFailure, state::HostState};
 use crate::{
     pipeline::edits,
     store::{self, now_ms},
@@ -45,16 +41,7 @@ impl reports::Host for HostState {
             .post_edits(&id)
             .await
             .map_err(|e| trap("reports.post", e))?;
-        let urls: Vec<String> = encoded
-            .as_deref()
-            .and_then(edits::decode)
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|e| match e {
-                Edit::TrackLink(url) => Some(url),
-                _ => None,
-            })
-            .collect();
+        let urls = edits::tracked_links(encoded.as_deref());
         let links = r
             .links
             .iter()

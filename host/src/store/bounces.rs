@@ -109,14 +109,6 @@ pub(super) async fn insert_bounces(
 }
 
 impl Store {
-    /// Record bounces on their own (parsed mail that decided nothing else).
-    pub async fn record_bounces(&self, bounces: &[NewBounce]) -> Result<()> {
-        let mut tx = self.pool().begin().await?;
-        insert_bounces(&mut tx, bounces, now_ms()).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// Lease up to `limit` bounces no plugin has seen yet (or whose holder's lease lapsed).
     pub async fn claim_bounces(
         &self,
@@ -124,10 +116,7 @@ impl Store {
         lease_ms: i64,
         limit: u32,
     ) -> Result<Vec<BounceRow>> {
-        let lock = match self.backend() {
-            super::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            super::Backend::Sqlite => "",
-        };
+        let lock = self.skip_locked();
         let now = now_ms();
         let sql = format!(
             concat!(

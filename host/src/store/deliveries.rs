@@ -207,10 +207,7 @@ impl Store {
         } else {
             ""
         };
-        let lock = match self.backend() {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
+        let lock = self.skip_locked();
         let sql = format!(
             "UPDATE batches SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
              WHERE id IN (SELECT id FROM batches WHERE run_after <= $3 AND lease_until < $3{only} \

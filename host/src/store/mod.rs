@@ -135,6 +135,15 @@ impl Store {
         self.backend
     }
 
+    /// What ends a claim's inner `SELECT`: on PostgreSQL claimers on other nodes skip the
+    /// rows one holds instead of waiting; SQLite has one writer and needs nothing.
+    pub(crate) fn skip_locked(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        }
+    }
+
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }

@@ -88,10 +88,7 @@ impl Store {
         batch_size: u32,
         mut build: impl FnMut(&PendingNotice) -> Option<BuiltNotice>,
     ) -> Result<usize> {
-        let lock = match self.backend() {
-            super::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            super::Backend::Sqlite => "",
-        };
+        let lock = self.skip_locked();
         let mut tx = self.pool().begin().await?;
         let sql = format!(
             "UPDATE notices SET state = 'enqueued' WHERE id IN \
