@@ -612,7 +612,7 @@ with_database_urls!(verdicts_and_failure_policies, |url: String| async move {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_approvals_send_a_held_post_once() {
     let url = common::postgres_empty().await;
-    let (node, store) = node(
+    let (mut node, store) = node(
         &url,
         "",
         vec![("hold.toml", hostile_list("hold@lists.example.org", "hold"))],
@@ -629,6 +629,9 @@ async fn concurrent_approvals_send_a_held_post_once() {
         state(&store, &id).await == "held"
     })
     .await;
+    // Approvals are conditional updates in the database; with the node stopped, its delivery
+    // cannot take the `deliver` job before it is counted.
+    assert!(node.stop().success());
     let config = node.config();
     let approvers: Vec<_> = (0..10)
         .map(|_| {
