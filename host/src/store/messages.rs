@@ -112,34 +112,32 @@ pub struct Decision {
 }
 
 impl Store {
-    /// Commit a group of messages, and a `process` job for each post, in one transaction of
-    /// two statements (each statement is a round trip to the database's connection thread,
-    /// which costs more than the rows). Nothing is acknowledged before this returns `Ok`.
+    /// Commit a group of messages, and a `process` job for each, atomically: on SQLite in
+    /// one statement, on PostgreSQL in one transaction of two (each statement is a round
+    /// trip to the database, which costs more than the rows). Nothing is acknowledged
+    /// before this returns `Ok`.
     pub async fn insert_messages(&self, messages: &[NewMessage]) -> Result<()> {
+        // SQLite: the jobs are written by a trigger (migration 0009), so a group costs one
+        // round trip to sqlx's connection thread instead of four (BEGIN, two INSERTs,
+        // COMMIT); a lone statement commits on its own.
+        let leased_by_intake = messages
+            .iter()
+            .all(|m| m.lease.as_ref().is_none_or(|(owner, _)| *owner == m.node));
+        if self.backend() == Backend::Sqlite
+            && messages.len() <= ROWS_PER_STATEMENT
+            && leased_by_intake
+        {
+            return insert_messages_statement(messages, true)
+                .execute(self.pool())
+                .await
+                .map(drop)
+                .map_err(Into::into);
+        }
         let mut tx = self.pool().begin().await?;
         for chunk in messages.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO messages (id, list, kind, token, mail_from, rcpt_to, client_ip, helo, \
-                 raw, size, received_at, node, state) VALUES {}",
-                values_list(chunk.len(), 12, 1, "'stored'")
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for m in chunk {
-                q = q
-                    .bind(&m.id)
-                    .bind(&m.list)
-                    .bind(m.kind.as_str())
-                    .bind(&m.token)
-                    .bind(&m.mail_from)
-                    .bind(m.rcpt_to.join("\n"))
-                    .bind(&m.client_ip)
-                    .bind(&m.helo)
-                    .bind(&m.raw)
-                    .bind(m.raw.len() as i64)
-                    .bind(m.received_at)
-                    .bind(&m.node);
-            }
-            q.execute(&mut *tx).await?;
+            insert_messages_statement(chunk, false)
+                .execute(&mut *tx)
+                .await?;
             // Every kind gets a `process` job (bounce mail is parsed there into bounces).
             let posts: Vec<&NewMessage> = chunk.iter().collect();
             insert_process_jobs(&mut tx, &posts).await?;
@@ -433,10 +431,11 @@ impl Store {
             if !author.is_empty() {
                 let notice = Notice {
                     to: NoticeTarget::Address(author),
-                    subject: format!("Your post to {list} was rejected"),
-                    body: format!(
-                        "A moderator of {list} rejected your post.\n\nReason: {reason}\n"
-                    ),
+                    // Said neutrally: a moderator, the list's rules or the hold's expiry
+                    // may have decided; the reason says which.
+                    subject: format!("Your post to {list} was not accepted"),
+                    body: format!("Your post to {list} was not accepted.\n\nReason: {reason}\n"),
+                    reply_to: None,
                 };
                 insert_notice(&mut tx, id, &notice, now).await?;
             }
@@ -517,6 +516,45 @@ pub(super) fn values_list(rows: usize, cols: usize, first: usize, tail: &str) ->
 }
 
 /// The `process` jobs of new posts, leased to the intake node where it asked for that.
+/// `INSERT INTO messages` for `messages`, in state `stored`. With `job_lease`, each row
+/// also carries its `process` job's lease for SQLite's trigger (migration 0009): the
+/// lease's end, or 0 when the job is not leased.
+fn insert_messages_statement(
+    messages: &[NewMessage],
+    job_lease: bool,
+) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
+    let (cols, extra_col) = if job_lease {
+        (13, ", job_lease")
+    } else {
+        (12, "")
+    };
+    let sql = format!(
+        "INSERT INTO messages (id, list, kind, token, mail_from, rcpt_to, client_ip, helo, \
+         raw, size, received_at, node{extra_col}, state) VALUES {}",
+        values_list(messages.len(), cols, 1, "'stored'")
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for m in messages {
+        q = q
+            .bind(&m.id)
+            .bind(&m.list)
+            .bind(m.kind.as_str())
+            .bind(&m.token)
+            .bind(&m.mail_from)
+            .bind(m.rcpt_to.join("\n"))
+            .bind(&m.client_ip)
+            .bind(&m.helo)
+            .bind(&m.raw)
+            .bind(m.raw.len() as i64)
+            .bind(m.received_at)
+            .bind(&m.node);
+        if job_lease {
+            q = q.bind(m.lease.as_ref().map_or(0, |(_, until)| *until));
+        }
+    }
+    q
+}
+
 async fn insert_process_jobs(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     posts: &[&NewMessage],
@@ -571,24 +609,26 @@ async fn insert_notice(
         .bind(message_id)
         .fetch_one(&mut **tx)
         .await?;
-    insert_notice_for_list(tx, &list, "", n, now).await
+    insert_notice_for_list(&mut **tx, &list, "", n, now)
+        .await
+        .map(drop)
 }
 
-/// Queue a notice of `list` inside a caller's transaction.
-pub(super) async fn insert_notice_for_list(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+/// Queue a notice of `list` (inside a caller's transaction, or on its own); its id.
+pub(super) async fn insert_notice_for_list<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
     list: &str,
     plugin: &str,
     n: &Notice,
     now: i64,
-) -> Result<()> {
+) -> Result<i64> {
     let (owners, address) = match &n.to {
         NoticeTarget::Owners => (1i64, None),
         NoticeTarget::Address(a) => (0, Some(a.as_str())),
     };
-    sqlx::query(
-        "INSERT INTO notices (list, plugin, to_owners, to_address, subject, body, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    let id = sqlx::query_scalar(
+        "INSERT INTO notices (list, plugin, to_owners, to_address, subject, body, reply_to, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
     )
     .bind(list)
     .bind(plugin)
@@ -596,10 +636,11 @@ pub(super) async fn insert_notice_for_list(
     .bind(address)
     .bind(&n.subject)
     .bind(&n.body)
+    .bind(&n.reply_to)
     .bind(now)
-    .execute(&mut **tx)
+    .fetch_one(executor)
     .await?;
-    Ok(())
+    Ok(id)
 }
 
 #[cfg(test)]
