@@ -11,7 +11,7 @@ use crate::{
     message,
     pipeline::Chains,
     plugins::{Bound, Hook, Runtime, wit},
-    store::{Occurrence, Store, now_ms},
+    store::{Claim, Occurrence, Store, now_ms},
 };
 
 /// How often the node looks for due occurrences.
@@ -56,6 +56,7 @@ impl Scheduler {
                     }
                 }
             }
+            self.take_over_lapsed(&bindings).await;
             tokio::select! {
                 _ = tokio::time::sleep(TICK) => {}
                 _ = shutdown.changed() => return,
@@ -63,8 +64,37 @@ impl Scheduler {
         }
     }
 
+    /// Runs left `running` by a node that died mid-run (whatever their occurrence: every
+    /// node may have moved on to later ones), taken over by this node when it has the
+    /// plugin for that list.
+    async fn take_over_lapsed(&self, bindings: &[Bound]) {
+        let lapsed = match self.store.lapsed_occurrences().await {
+            Ok(lapsed) => lapsed,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot look for lapsed scheduled runs");
+                return;
+            }
+        };
+        for (list, plugin, task, key) in lapsed {
+            let Some(b) = bindings.iter().find(|b| {
+                b.scope.list == list
+                    && b.scope.plugin == plugin
+                    && b.plugin.schedules.iter().any(|s| s.name == task)
+            }) else {
+                continue;
+            };
+            let Some(due) = message::parse_rfc3339(&key) else {
+                tracing::warn!(%list, %plugin, %task, occurrence = %key, "unreadable occurrence");
+                continue;
+            };
+            tracing::info!(%list, %plugin, %task, occurrence = %key, "taking over a scheduled run whose node died");
+            self.occurrence(b, &task, due).await;
+        }
+    }
+
     /// Claim and run one occurrence; `true` when it needs no more attention from this node
-    /// (it ran here, or another node has it).
+    /// (it ran, here or elsewhere, or runs on a live node; should that node die, its run
+    /// is found again by [`Self::take_over_lapsed`]).
     async fn occurrence(&self, b: &Bound, task: &str, due: i64) -> bool {
         let key = message::rfc3339(due);
         let o = Occurrence {
@@ -75,8 +105,8 @@ impl Scheduler {
         };
         let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(30_000);
         match self.store.claim_occurrence(&o, &self.node, lease_ms).await {
-            Ok(false) => return true,
-            Ok(true) => {}
+            Ok(Claim::Running | Claim::Finished) => return true,
+            Ok(Claim::Ours) => {}
             Err(e) => {
                 tracing::warn!(error = %e, task, "cannot claim a scheduled run; will retry");
                 return false;
@@ -87,7 +117,22 @@ impl Scheduler {
             occurrence: key.clone(),
             due_at: u64::try_from(due).unwrap_or(0),
         };
-        let result = self.runtime.on_schedule(b, &t).await;
+        // Renewed while it runs, so a run longer than the lease is not taken over.
+        let run = self.runtime.on_schedule(b, &t);
+        tokio::pin!(run);
+        let result = loop {
+            tokio::select! {
+                result = &mut run => break result,
+                _ = tokio::time::sleep(self.lease / 3) => {
+                    match self.store.renew_occurrence(&o, &self.node, lease_ms).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!(task, occurrence = %key,
+                            "a scheduled run outlived its lease and was taken over"),
+                        Err(e) => tracing::warn!(error = %e, "cannot renew a scheduled run"),
+                    }
+                }
+            }
+        };
         let error = result.as_ref().err().map(|e| e.to_string());
         tracing::info!(list = %b.scope.list, plugin = %b.scope.plugin, task, occurrence = %key,
             ok = error.is_none(), "scheduled run");

@@ -5,7 +5,7 @@
 mod date;
 mod footer;
 
-pub use date::{rfc3339, rfc5322_date};
+pub use date::{parse_rfc3339, rfc3339, rfc5322_date};
 pub use footer::append_footer;
 
 /// Byte offset where the body starts (after the blank line), or the length when the

@@ -11,16 +11,27 @@ pub struct Occurrence<'a> {
     pub key: &'a str,
 }
 
+/// What [`Store::claim_occurrence`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// This node runs it now.
+    Ours,
+    /// Another node runs it under an unexpired lease; if that node dies, the lease lapses
+    /// and [`Store::lapsed_occurrences`] names it.
+    Running,
+    /// It ran (done or failed).
+    Finished,
+}
+
 impl Store {
     /// Take an occurrence for `node`: the first node to insert its row runs it; a row left
-    /// `running` by a node whose lease lapsed (it died mid-run) is taken over. `false`:
-    /// another node has it, or it has run.
+    /// `running` by a node whose lease lapsed (it died mid-run) is taken over.
     pub async fn claim_occurrence(
         &self,
         o: &Occurrence<'_>,
         node: &str,
         lease_ms: i64,
-    ) -> Result<bool> {
+    ) -> Result<Claim> {
         let now = now_ms();
         let inserted = sqlx::query(
             "INSERT INTO schedule_runs (list, plugin, task, occurrence, node, state, lease_until, started_at) \
@@ -38,7 +49,7 @@ impl Store {
         .await?
         .rows_affected();
         if inserted == 1 {
-            return Ok(true);
+            return Ok(Claim::Ours);
         }
         let taken = sqlx::query(
             "UPDATE schedule_runs SET node = $5, lease_until = $6, started_at = $7 \
@@ -55,7 +66,60 @@ impl Store {
         .execute(self.pool())
         .await?
         .rows_affected();
-        Ok(taken == 1)
+        if taken == 1 {
+            return Ok(Claim::Ours);
+        }
+        let state: Option<String> = sqlx::query_scalar(
+            "SELECT state FROM schedule_runs \
+             WHERE list = $1 AND plugin = $2 AND task = $3 AND occurrence = $4",
+        )
+        .bind(o.list)
+        .bind(o.plugin)
+        .bind(o.task)
+        .bind(o.key)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(match state.as_deref() {
+            Some("running") => Claim::Running,
+            _ => Claim::Finished,
+        })
+    }
+
+    /// Extend `node`'s lease on an occurrence it runs; `false` when it is no longer its own.
+    pub async fn renew_occurrence(
+        &self,
+        o: &Occurrence<'_>,
+        node: &str,
+        lease_ms: i64,
+    ) -> Result<bool> {
+        let renewed = sqlx::query(
+            "UPDATE schedule_runs SET lease_until = $6 \
+             WHERE list = $1 AND plugin = $2 AND task = $3 AND occurrence = $4 \
+             AND node = $5 AND state = 'running'",
+        )
+        .bind(o.list)
+        .bind(o.plugin)
+        .bind(o.task)
+        .bind(o.key)
+        .bind(node)
+        .bind(now_ms() + lease_ms)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        Ok(renewed == 1)
+    }
+
+    /// Occurrences left `running` by a node whose lease lapsed (it died mid-run), as
+    /// (list, plugin, task, occurrence), oldest first.
+    pub async fn lapsed_occurrences(&self) -> Result<Vec<(String, String, String, String)>> {
+        let rows = sqlx::query_as(
+            "SELECT list, plugin, task, occurrence FROM schedule_runs \
+             WHERE state = 'running' AND lease_until < $1 ORDER BY started_at LIMIT 100",
+        )
+        .bind(now_ms())
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows)
     }
 
     /// Record how a run ended (`error` none: done).

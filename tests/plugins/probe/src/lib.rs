@@ -10,6 +10,12 @@ use roost_plugin_sdk::{
 
 struct Probe;
 
+#[derive(roost_plugin_sdk::Deserialize)]
+#[serde(crate = "roost_plugin_sdk::serde", deny_unknown_fields)]
+struct ProbeConfig {
+    slow_tick_ms: Option<u64>,
+}
+
 impl Plugin for Probe {
     fn on_post(_message: Message) -> HookResult<PostResult> {
         Ok(PostResult::next())
@@ -23,8 +29,16 @@ impl Plugin for Probe {
     }
 
     /// Every second: one `tick` event keyed by the occurrence, so tests can count how often
-    /// each occurrence ran in the cluster.
+    /// each occurrence ran in the cluster. With `slow_tick_ms = N` in its config, each run
+    /// first takes N ms, so a test can kill a node in the middle of one.
     fn on_schedule(task: ScheduledTask) -> HookResult<()> {
+        if let Ok(ProbeConfig {
+            slow_tick_ms: Some(ms),
+        }) = roost_plugin_sdk::config::<ProbeConfig>()
+        {
+            let until = clock::now().saturating_add(ms);
+            while clock::now() < until {}
+        }
         events::emit(&events::Event {
             kind: "tick".into(),
             post_id: None,
@@ -148,7 +162,12 @@ impl Plugin for Probe {
                     a => notify::Target::Address(a.to_string()),
                 };
                 let subject = q.get("subject").unwrap_or("notice").to_string();
-                match notify::send(&notify::Notice { to, subject, body }) {
+                match notify::send(&notify::Notice {
+                    to,
+                    subject,
+                    body,
+                    reply_to: None,
+                }) {
                     Ok(id) => ok(id),
                     Err(why) => Ok(HttpResponse::text(400, why)),
                 }
@@ -222,4 +241,8 @@ fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-roost_plugin_sdk::export_plugin!(Probe, hooks = [on_post, on_deliver, on_http, on_schedule]);
+roost_plugin_sdk::export_plugin!(
+    Probe,
+    config = ProbeConfig,
+    hooks = [on_post, on_deliver, on_http, on_schedule]
+);
