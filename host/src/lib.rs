@@ -17,3 +17,15 @@ pub mod scheduler;
 pub mod smtp;
 pub mod store;
 pub mod tokens;
+
+/// `tokio::spawn` that keeps the caller's span: tasks started by `roost serve` log under
+/// its `node{name}` span, so every line names the node, as do their own spans (SMTP
+/// sessions, deliveries).
+pub(crate) fn spawn<F>(task: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    use tracing::Instrument;
+    tokio::spawn(task.in_current_span())
+}

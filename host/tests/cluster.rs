@@ -20,6 +20,18 @@ const LIST: &str = "news@lists.example.org";
 
 /// `n` nodes named node-a, node-b, ... on one database, copies to `sink`.
 fn cluster(n: usize, db_url: &str, sink: &Recorder, list_extra: &str, delivery: &str) -> Vec<Node> {
+    cluster_with(n, db_url, sink, list_extra, delivery, None)
+}
+
+/// [`cluster`] whose nodes log at `log_filter` into files the test reads.
+fn cluster_with(
+    n: usize,
+    db_url: &str,
+    sink: &Recorder,
+    list_extra: &str,
+    delivery: &str,
+    log_filter: Option<&'static str>,
+) -> Vec<Node> {
     let extra = format!(
         "\n[delivery]\nsmarthost = \"{}\"\nretry_base = \"1s\"\nretry_max = \"2s\"\n{delivery}\n",
         sink.addr()
@@ -37,6 +49,7 @@ fn cluster(n: usize, db_url: &str, sink: &Recorder, list_extra: &str, delivery: 
                 )],
             });
             node.name = format!("node-{}", (b'a' + i as u8) as char);
+            node.log_filter = log_filter;
             node
         })
         .collect();
@@ -153,6 +166,47 @@ async fn a_killed_nodes_recipients_are_finished_by_the_survivors() {
         "node-b's {} batches taken over only after {taken_over:?}",
         orphans.len()
     );
+    // ... and finish them within the lease (2 s) plus one retry (1 s) plus the time their
+    // copies take at the rate this cluster had before the kill (node-b was in the middle
+    // of 64 batches: thousands of copies, not a handful).
+    let left_recipients: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM recipients WHERE message_id = $1 AND state <> 'sent'",
+    )
+    .bind(&id)
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    let rate_before = acked.len() as f64 / (killed_at - started).as_secs_f64();
+    let sending = Duration::from_secs_f64(left_recipients as f64 / rate_before);
+    let ids: Vec<String> = orphans.iter().map(i64::to_string).collect();
+    let left_sql = format!(
+        "SELECT COUNT(*) FROM batches WHERE id IN ({})",
+        if ids.is_empty() {
+            "0".into()
+        } else {
+            ids.join(", ")
+        }
+    );
+    let orphans_done = loop {
+        let left: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(left_sql.clone()))
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        if left == 0 {
+            break killed_at.elapsed();
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(60),
+            "node-b's batches never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        orphans_done < Duration::from_millis(2_000 + 1_000) + sending * 2,
+        "node-b's {} batches finished only {orphans_done:?} after the kill \
+         ({left_recipients} copies left at {rate_before:.0}/s: {sending:?})",
+        orphans.len()
+    );
     let seen = wait_for_all(&sink, total, Duration::from_secs(300)).await;
     let finished_after = killed_at.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -175,6 +229,11 @@ async fn a_killed_nodes_recipients_are_finished_by_the_survivors() {
         unrecorded.len(),
         repeated.len(),
         finished_after.as_secs_f64()
+    );
+    println!(
+        "node-b's {} batches: taken over after {taken_over:?}, finished after {orphans_done:?} \
+         ({left_recipients} copies were left at the takeover; {rate_before:.0} copies/s before the kill)",
+        orphans.len()
     );
     assert_eq!(seen.len(), total, "every member got the post");
     for a in &repeated {
@@ -414,6 +473,79 @@ async fn each_scheduled_occurrence_runs_once_and_outlives_its_node() {
     .unwrap();
     assert!(after >= 3, "the survivor keeps the schedule going: {after}");
     assert!(nodes[2].stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_run_whose_node_dies_mid_run_is_finished_by_another() {
+    let url = common::postgres_empty().await;
+    let sink = Recorder::start(&[]);
+    // Each run takes 1.5 s, so a node is caught in the middle of one.
+    let probe = format!(
+        "\n[[plugin]]\nuse = \"{}\"\nslow_tick_ms = 1500\n",
+        common::component("probe").display()
+    );
+    let mut nodes = cluster_with(2, &url, &sink, &probe, "", Some("info"));
+    let store = Store::connect(&url).await.unwrap();
+    let running = "SELECT occurrence FROM schedule_runs WHERE plugin = 'probe' \
+                   AND node = 'node-a' AND state = 'running'";
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let occurrence: String = loop {
+        let row: Option<String> = sqlx::query_scalar(running)
+            .fetch_optional(store.pool())
+            .await
+            .unwrap();
+        if let Some(o) = row {
+            break o;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node-a never ran a tick"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    nodes[0].kill();
+    let killed = std::time::Instant::now();
+    // The survivor takes the run over once node-a's lease (2 s) lapses, and runs it (1.5 s).
+    let (node, state): (String, String) = loop {
+        let row: (String, String) = sqlx::query_as(
+            "SELECT node, state FROM schedule_runs WHERE plugin = 'probe' AND occurrence = $1",
+        )
+        .bind(&occurrence)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        if row.1 != "running" || killed.elapsed() > Duration::from_secs(20) {
+            break row;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let took = killed.elapsed();
+    assert_eq!(
+        (node.as_str(), state.as_str()),
+        ("node-b", "done"),
+        "occurrence {occurrence} after node-a died mid-run"
+    );
+    assert!(
+        took < Duration::from_secs(8),
+        "finished {took:?} after the kill"
+    );
+    let ticks: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE kind = 'tick' AND key = $1")
+            .bind(&occurrence)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(ticks, 1, "the interrupted occurrence ran to its end once");
+    println!("occurrence {occurrence}: finished by node-b {took:?} after node-a was killed");
+    assert!(nodes[1].stop().success());
+    // Log lines name their node, also those of tasks the node started (the scheduler's).
+    let log = nodes[1].log();
+    assert!(
+        log.lines().any(|l| l.contains("node{name=node-b}")
+            && l.contains("taking over a scheduled run")
+            && l.contains(&occurrence)),
+        "node-b's log: {log}"
+    );
 }
 
 /// The code of the reply to the end of DATA (or of the first refused command).

@@ -129,13 +129,13 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
     let (stop, stopped) = watch::channel(false);
     let stop = std::sync::Arc::new(stop);
     let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(membership.run(
+    tasks.push(crate::spawn(membership.run(
         config.node.heartbeat,
         stop.clone(),
         stopped.clone(),
     )));
     for l in listeners {
-        tasks.push(tokio::spawn(intake.clone().serve(l, stopped.clone())));
+        tasks.push(crate::spawn(intake.clone().serve(l, stopped.clone())));
     }
     let bounces = Arc::new(crate::bounces::BounceHandler {
         store: store.clone(),
@@ -166,15 +166,15 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
         ))),
     });
     for _ in 0..PROCESSORS {
-        tasks.push(tokio::spawn(processor.clone().run(stopped.clone())));
+        tasks.push(crate::spawn(processor.clone().run(stopped.clone())));
     }
-    tasks.push(tokio::spawn(delivery.clone().run(stopped.clone())));
-    tasks.push(tokio::spawn(bounces.run(stopped.clone())));
-    tasks.push(tokio::spawn(crate::counter::run(
+    tasks.push(crate::spawn(delivery.clone().run(stopped.clone())));
+    tasks.push(crate::spawn(bounces.run(stopped.clone())));
+    tasks.push(crate::spawn(crate::counter::run(
         store.clone(),
         stopped.clone(),
     )));
-    tasks.push(tokio::spawn(
+    tasks.push(crate::spawn(
         crate::scheduler::Scheduler {
             store: store.clone(),
             runtime: runtime.clone(),
@@ -184,7 +184,7 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
         }
         .run(stopped.clone()),
     ));
-    tasks.push(tokio::spawn(crate::http::serve(
+    tasks.push(crate::spawn(crate::http::serve(
         http_listener,
         http,
         stopped.clone(),

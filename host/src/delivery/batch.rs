@@ -202,7 +202,7 @@ impl Delivery {
                     };
                     let _ = tx.send(report(r, outcome)).await;
                     if !usable && let Some(c) = conn.take() {
-                        tokio::spawn(c.quit());
+                        crate::spawn(c.quit());
                     }
                     reused = false;
                     i += 1;

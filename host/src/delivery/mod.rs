@@ -105,7 +105,7 @@ impl Delivery {
         let router = Arc::new(route::Router::new(&node.delivery));
         let limits = limits::Limits::new(&node.delivery, store.clone(), &node.name, node.lease);
         let (tx, rx) = mpsc::channel(4_096);
-        let recorder = tokio::spawn(recorder::run(store.clone(), node.name.clone(), rx));
+        let recorder = crate::spawn(recorder::run(store.clone(), node.name.clone(), rx));
         let delivery = Delivery {
             preparer: prepare::Preparer::new(
                 store.clone(),
@@ -144,7 +144,7 @@ impl Delivery {
     /// `concurrency` batches sending. On a stop, batches in flight finish their current
     /// copy and give the rest back; the caller then awaits the recorder.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let renewer = tokio::spawn(self.clone().renew_leases(shutdown.clone()));
+        let renewer = crate::spawn(self.clone().renew_leases(shutdown.clone()));
         let mut tasks = tokio::task::JoinSet::new();
         let mut pruned = std::time::Instant::now();
         // New posts and notices are looked for when this node's processors say so, and on
@@ -212,14 +212,15 @@ impl Delivery {
                                 inflight.insert(b.id, flag.clone());
                             }
                             let me = self.clone();
-                            tasks.spawn(async move {
+                            let job = async move {
                                 let id = b.id;
                                 me.clone().send_batch(b, flag, recipients).await;
                                 if let Ok(mut inflight) = me.inflight.lock() {
                                     inflight.remove(&id);
                                 }
                                 me.batch_done.notify_one();
-                            });
+                            };
+                            tasks.spawn(tracing::Instrument::in_current_span(job));
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot claim batches"),

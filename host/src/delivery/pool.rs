@@ -85,6 +85,6 @@ impl Pool {
 
 fn close_all(conns: Vec<Connection>) {
     for c in conns {
-        tokio::spawn(c.quit());
+        crate::spawn(c.quit());
     }
 }

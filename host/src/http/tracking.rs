@@ -71,7 +71,7 @@ struct Lookups {
 impl Lookups {
     fn start(store: Store) -> Lookups {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<(i64, Reply)>(8_192);
-        tokio::spawn(async move {
+        crate::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut batch = vec![first];
                 while batch.len() < 500 {
@@ -262,7 +262,7 @@ impl EventSpool {
             tokio::sync::mpsc::channel::<(String, NewEvent, tokio::sync::oneshot::Sender<bool>)>(
                 8_192,
             );
-        tokio::spawn(async move {
+        crate::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut batch = vec![first];
                 while batch.len() < 1_000 {

@@ -103,14 +103,14 @@ impl Intake {
             };
             let _ = tcp.set_nodelay(true);
             let Ok(permit) = self.sessions.clone().try_acquire_owned() else {
-                tokio::spawn(refuse(tcp));
+                crate::spawn(refuse(tcp));
                 continue;
             };
             let id = self.next_session.fetch_add(1, Ordering::Relaxed);
             let span = tracing::info_span!("smtp", session = id, %peer);
             let intake = self.clone();
             let shutdown = shutdown.clone();
-            tokio::spawn(
+            crate::spawn(
                 async move {
                     intake.session(tcp, peer, shutdown).await;
                     drop(permit);

@@ -32,7 +32,7 @@ impl Spool {
         let (tx, rx) = mpsc::channel::<Submission>(4096);
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..writers.max(1) {
-            tokio::spawn(writer(store.clone(), rx.clone()));
+            crate::spawn(writer(store.clone(), rx.clone()));
         }
         Spool { tx }
     }

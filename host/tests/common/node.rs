@@ -21,6 +21,9 @@ pub struct Node {
     pub db_url: String,
     /// The node's name (`ROOST_NODE_NAME`); nodes of one cluster share a database.
     pub name: String,
+    /// `ROOST_LOG` filter for a node whose log a test reads ([`Node::log`]); none: `warn`
+    /// to the test's own stderr.
+    pub log_filter: Option<&'static str>,
     child: Option<Child>,
 }
 
@@ -71,6 +74,7 @@ impl Node {
             http,
             db_url: spec.db_url.to_string(),
             name: "test-node".to_string(),
+            log_filter: None,
             child: None,
         }
     }
@@ -81,22 +85,39 @@ impl Node {
 
     /// Start `roost serve` and wait until it says it is ready.
     pub fn start(&mut self) {
+        let stderr = match self.log_filter {
+            Some(_) => Stdio::from(std::fs::File::create(self.log_path()).expect("log file")),
+            None => Stdio::inherit(),
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_roost"))
             .args(["serve", "--config"])
             .arg(self.config())
-            .env("ROOST_LOG", "warn")
+            .env("ROOST_LOG", self.log_filter.unwrap_or("warn"))
             .env("ROOST_NODE_NAME", &self.name)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start roost");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let first = lines.next().and_then(Result::ok).unwrap_or_default();
-        assert!(first.contains("ready"), "node did not start: {first:?}");
+        assert!(
+            first.contains("ready"),
+            "node did not start: {first:?} {}",
+            self.log()
+        );
         // Keep reading so the node never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         self.child = Some(child);
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("node.log")
+    }
+
+    /// What the node logged, when started with a [`Node::log_filter`].
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
     /// The process id while it runs.
