@@ -35,6 +35,7 @@ impl Links {
 
 const HELD: u64 = 1;
 const ROW: u64 = 2;
+const HELD_REPLY: u64 = 3;
 
 /// What a valid token stands for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,12 +44,62 @@ pub enum Token {
     Held { post: String, approve: bool },
     /// A pending confirmation row.
     Row(i64),
+    /// The `Reply-To:` of a held-post notice: the reply itself says approve or reject
+    /// ([`reply_decision`]), so answering the notice never decides by accident.
+    HeldReply { post: String },
 }
 
 /// The token for approving (or rejecting) a held post.
 pub fn held_token(keys: &TokenKey, post_id: &str, approve: bool) -> Option<String> {
     let (hi, lo) = uuid::Uuid::try_parse(post_id).ok()?.as_u64_pair();
     Some(keys.sign(Purpose::Confirm, &[HELD, hi, lo, u64::from(approve)]))
+}
+
+/// The token of a held-post notice's `Reply-To:` address.
+pub fn held_reply_token(keys: &TokenKey, post_id: &str) -> Option<String> {
+    let (hi, lo) = uuid::Uuid::try_parse(post_id).ok()?.as_u64_pair();
+    Some(keys.sign(Purpose::Confirm, &[HELD_REPLY, hi, lo]))
+}
+
+/// What a moderator's reply to a held-post notice says: `Some(true)` approve, `Some(false)`
+/// reject, `None` neither or both. The words are looked for at the start of the reply's own
+/// lines (quoted lines, starting with `>`, are the notice and are skipped; tags of an HTML
+/// reply are ignored), so top- and bottom-posted replies both work.
+pub fn reply_decision(raw: &[u8]) -> Option<bool> {
+    let body = String::from_utf8_lossy(&raw[crate::message::body_start(raw)..]).into_owned();
+    let (mut approve, mut reject) = (false, false);
+    for line in body.lines().take(400) {
+        let line = line.trim_start();
+        if line.starts_with('>') || line.starts_with("&gt;") {
+            continue;
+        }
+        let mut text = String::new();
+        let mut in_tag = false;
+        for c in line.chars() {
+            match c {
+                '<' => in_tag = true,
+                '>' if in_tag => in_tag = false,
+                c if !in_tag => text.push(c),
+                _ => {}
+            }
+        }
+        let word: String = text
+            .trim()
+            .chars()
+            .take_while(|c| c.is_alphabetic())
+            .collect::<String>()
+            .to_lowercase();
+        match word.as_str() {
+            "approve" | "approved" => approve = true,
+            "reject" | "rejected" => reject = true,
+            _ => {}
+        }
+    }
+    match (approve, reject) {
+        (true, false) => Some(true),
+        (false, true) => Some(false),
+        _ => None,
+    }
 }
 
 pub fn row_token(keys: &TokenKey, id: i64) -> String {
@@ -62,6 +113,9 @@ pub fn parse(keys: &TokenKey, token: &str) -> Option<Token> {
             approve: *approve == 1,
         }),
         [ROW, id] => Some(Token::Row(i64::try_from(*id).ok()?)),
+        [HELD_REPLY, hi, lo] => Some(Token::HeldReply {
+            post: uuid::Uuid::from_u64_pair(*hi, *lo).simple().to_string(),
+        }),
         _ => None,
     }
 }
@@ -80,10 +134,17 @@ pub async fn execute(
     keys: &TokenKey,
     token: &str,
 ) -> Result<Option<Outcome>, StoreError> {
-    let Some(t) = parse(keys, token) else {
-        return Ok(None);
-    };
+    match parse(keys, token) {
+        Some(t) => execute_token(store, t).await,
+        None => Ok(None),
+    }
+}
+
+/// Carry out a parsed token. A [`Token::HeldReply`] decides nothing by itself (its reply
+/// says what to do): `Ok(None)`.
+pub async fn execute_token(store: &Store, t: Token) -> Result<Option<Outcome>, StoreError> {
     Ok(Some(match t {
+        Token::HeldReply { .. } => return Ok(None),
         Token::Held { post, approve } => {
             let Ok(m) = store.message(&post).await else {
                 return Ok(None);
@@ -103,10 +164,13 @@ pub async fn execute(
                         m.list
                     ))
                 }
-                (true, false) => Outcome::Done(format!(
-                    "The post {post} to {} is rejected; its author is told.",
-                    m.list
-                )),
+                (true, false) => {
+                    crate::metrics::global().add(crate::metrics::Counter::PostsRejected, 1);
+                    Outcome::Done(format!(
+                        "The post {post} to {} is rejected; its author is told.",
+                        m.list
+                    ))
+                }
                 (false, _) => Outcome::Nothing(format!(
                     "The post {post} to {} was already decided: nothing changed.",
                     m.list
@@ -136,6 +200,7 @@ pub async fn execute(
 /// What a token would do, for the page that asks before acting. `None`: not valid.
 pub async fn describe(store: &Store, keys: &TokenKey, token: &str) -> Option<String> {
     match parse(keys, token)? {
+        Token::HeldReply { .. } => None,
         Token::Held { post, approve } => {
             let m = store.message(&post).await.ok()?;
             let subject = crate::message::header(&m.raw, "subject").unwrap_or_default();
@@ -202,5 +267,31 @@ mod tests {
             None
         );
         assert_eq!(held_token(&keys, "not-a-uuid", true), None);
+        assert_eq!(
+            parse(&keys, &held_reply_token(&keys, &id).unwrap()),
+            Some(Token::HeldReply { post: id.clone() })
+        );
+    }
+
+    #[test]
+    fn replies_say_approve_or_reject_in_their_own_lines() {
+        let mail = |body: &str| format!("Subject: Re: Held\r\n\r\n{body}").into_bytes();
+        assert_eq!(
+            reply_decision(&mail("Approve\r\n\r\n> To reject it, reply\r\n")),
+            Some(true)
+        );
+        assert_eq!(
+            reply_decision(&mail(
+                "> A post is held\r\n> approve\r\n\r\nreject, spam.\r\n"
+            )),
+            Some(false)
+        );
+        assert_eq!(reply_decision(&mail("<div>Reject</div>\r\n")), Some(false));
+        assert_eq!(
+            reply_decision(&mail("On Tue, the list wrote:\r\n> Approve?\r\n")),
+            None
+        );
+        assert_eq!(reply_decision(&mail("approve\r\nreject\r\n")), None);
+        assert_eq!(reply_decision(&mail("")), None);
     }
 }

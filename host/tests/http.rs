@@ -208,8 +208,10 @@ async fn held_posts_are_decided_once_over_the_api() {
         store.message(&b).await.unwrap().reason.as_deref(),
         Some("off topic")
     );
-    let (code, _) = api(&node, "POST", "/lists/news/held/nonexistent/approve", None);
-    assert_eq!(code, 409);
+    let (code, v) = api(&node, "POST", "/lists/news/held/nonexistent/approve", None);
+    assert_eq!(code, 404, "{v}");
+    let (code, v) = api(&node, "POST", &format!("/lists/news/held/{a}/reject"), None);
+    assert_eq!(code, 409, "a decided post: {v}");
     assert!(node.stop().success());
 }
 

@@ -65,6 +65,16 @@ fn line_with(text: &str, prefix: &str) -> String {
         .to_string()
 }
 
+/// Where a reply to `mail` goes: its `Reply-To:` (what a mail client's Reply uses).
+fn reply_address(mail: &str) -> String {
+    let head = mail.split("\r\n\r\n").next().unwrap_or_default();
+    head.lines()
+        .find_map(|l| l.strip_prefix("Reply-To: "))
+        .unwrap_or_else(|| panic!("no Reply-To in\n{mail}"))
+        .trim()
+        .to_string()
+}
+
 fn local_url(node: &Node, url: &str) -> String {
     url.replace(
         "https://lists.example.org",
@@ -121,15 +131,16 @@ async fn double_opt_in_by_link_and_by_reply_and_confirmed_unsubscribe() {
     let (code, _) = curl(&["-X", "POST", &url]);
     assert_eq!(code, 409, "confirming twice changes nothing");
 
-    // Bob confirms by answering the mail instead.
+    // Bob confirms by answering the mail instead: Reply goes to the confirmation address.
     send(&node.smtp, "bob@example.org", REQUEST, "join", "");
     let ask = mail_for(&sink, "bob@example.org", 0).await.text();
-    let confirm_address = line_with(&ask, "news-confirm+");
+    let confirm_address = reply_address(&ask);
+    assert_eq!(confirm_address, line_with(&ask, "news-confirm+"));
     send(
         &node.smtp,
         "bob@example.org",
         &confirm_address,
-        "Re: confirm",
+        "Re: Re: your request to news@lists.example.org",
         "yes",
     );
     mail_for(&sink, "bob@example.org", 1).await;
@@ -233,8 +244,10 @@ async fn moderators_decide_by_reply_once_and_owner_mail_is_forwarded() {
     let notice = mail_for(&sink, "boss@example.org", 0).await.text();
     assert!(notice.contains("is held for moderation"), "{notice}");
     assert!(notice.contains(&id), "{notice}");
-    let approve = line_with(&notice, "To approve it, reply to ")
-        .trim_start_matches("To approve it, reply to ")
+    let answer = reply_address(&notice);
+    assert!(answer.starts_with("news-confirm+"), "{answer}");
+    let approve = line_with(&notice, "Or, to approve it, write to ")
+        .trim_start_matches("Or, to approve it, write to ")
         .to_string();
     let opens: Vec<&str> = notice
         .lines()
@@ -243,10 +256,29 @@ async fn moderators_decide_by_reply_once_and_owner_mail_is_forwarded() {
         .collect();
     assert_eq!(opens.len(), 2, "{notice}");
     let reject_url = local_url(&node, opens[1]);
-    send(&node.smtp, "boss@example.org", &approve, "Re: held", "ok");
+    // A reply that says neither approve nor reject decides nothing, and says so.
+    send(
+        &node.smtp,
+        "boss@example.org",
+        &answer,
+        "Re: held",
+        "ok, looks fine?",
+    );
+    let unclear = mail_for(&sink, "boss@example.org", 1).await.text();
+    assert!(unclear.contains("did not say"), "{unclear}");
+    assert_eq!(store.message(&id).await.unwrap().state, "held");
+    // The moderator's Reply, top-posted above the quoted notice.
+    let quoted: String = notice.lines().map(|l| format!("> {l}\r\n")).collect();
+    send(
+        &node.smtp,
+        "boss@example.org",
+        &answer,
+        "Re: held",
+        &format!("Approve\r\n\r\n{quoted}"),
+    );
     mail_for(&sink, "m1@example.net", 0).await;
     mail_for(&sink, "m2@example.net", 0).await;
-    let ack = mail_for(&sink, "boss@example.org", 1).await.text();
+    let ack = mail_for(&sink, "boss@example.org", 2).await.text();
     assert!(ack.contains("is approved"), "{ack}");
     // A second answer, by mail or by the other link: nothing changes, and it says so.
     send(
@@ -256,7 +288,7 @@ async fn moderators_decide_by_reply_once_and_owner_mail_is_forwarded() {
         "Re: held",
         "ok again",
     );
-    let again = mail_for(&sink, "boss@example.org", 2).await.text();
+    let again = mail_for(&sink, "boss@example.org", 3).await.text();
     assert!(again.contains("already decided"), "{again}");
     let (code, page) = curl(&["-X", "POST", &reject_url]);
     assert_eq!(
@@ -272,6 +304,25 @@ async fn moderators_decide_by_reply_once_and_owner_mail_is_forwarded() {
         .count();
     assert_eq!(copies, 2, "approved once, delivered once");
 
+    // A second held post, rejected by a bottom-posted Reply: the author is told, nobody
+    // gets a copy.
+    let second = send(&node.smtp, "ann@example.org", LIST, "hold", "again");
+    let notice = mail_for(&sink, "boss@example.org", 4).await.text();
+    assert!(notice.contains(&second), "{notice}");
+    let quoted: String = notice.lines().map(|l| format!("> {l}\r\n")).collect();
+    send(
+        &node.smtp,
+        "boss@example.org",
+        &reply_address(&notice),
+        "Re: held",
+        &format!("On Tue, the list wrote:\r\n{quoted}\r\nreject, off topic\r\n"),
+    );
+    let told = mail_for(&sink, "ann@example.org", 0).await.text();
+    assert!(told.contains("was not accepted"), "{told}");
+    assert_eq!(store.message(&second).await.unwrap().state, "rejected");
+    let ack = mail_for(&sink, "boss@example.org", 5).await.text();
+    assert!(ack.contains("is rejected"), "{ack}");
+
     // Mail to the owner address reaches the owners as it came.
     send(
         &node.smtp,
@@ -280,7 +331,7 @@ async fn moderators_decide_by_reply_once_and_owner_mail_is_forwarded() {
         "A question",
         "hi owners",
     );
-    let fwd = mail_for(&sink, "boss@example.org", 3).await.text();
+    let fwd = mail_for(&sink, "boss@example.org", 6).await.text();
     assert!(
         fwd.contains("Subject: A question") && fwd.contains("hi owners"),
         "{fwd}"

@@ -141,6 +141,9 @@ pub fn notice(
     for (name, value) in &lines {
         out.extend_from_slice(&message::field_line(name, value));
     }
+    if let Some(reply_to) = &n.reply_to {
+        out.extend_from_slice(&message::field_line("Reply-To", reply_to));
+    }
     out.extend_from_slice(b"\r\n");
     for line in n.body.lines() {
         out.extend_from_slice(line.as_bytes());

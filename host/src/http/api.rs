@@ -297,13 +297,22 @@ async fn approve(
         metrics::global().add(metrics::Counter::PostsAccepted, 1);
         Ok(Json(json!({ "id": id, "state": "approved" })))
     } else {
-        Err(ApiError::new(
+        Err(not_held(&state, &l.address, &id).await)
+    }
+}
+
+/// Why a held post could not be decided: 404 when the list has no such post, 409 when it
+/// was decided before.
+async fn not_held(state: &HttpState, list: &str, id: &str) -> ApiError {
+    match state.store.message(id).await {
+        Ok(m) if m.list == list => ApiError::new(
             StatusCode::CONFLICT,
             format!(
-                "{id} is not held on {} (already decided, or no such post)",
-                l.address
+                "{id} is not held on {list}: it was decided before ({})",
+                m.state
             ),
-        ))
+        ),
+        _ => ApiError::new(StatusCode::NOT_FOUND, format!("{list} has no post {id}")),
     }
 }
 
@@ -329,12 +338,6 @@ async fn reject(
         metrics::global().add(metrics::Counter::PostsRejected, 1);
         Ok(Json(json!({ "id": id, "state": "rejected" })))
     } else {
-        Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!(
-                "{id} is not held on {} (already decided, or no such post)",
-                l.address
-            ),
-        ))
+        Err(not_held(&state, &l.address, &id).await)
     }
 }

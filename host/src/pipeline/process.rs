@@ -142,6 +142,7 @@ fn held_notice(
     }
     let approve = confirm::held_token(&links.keys, &m.id, true)?;
     let reject = confirm::held_token(&links.keys, &m.id, false)?;
+    let answer = confirm::held_reply_token(&links.keys, &m.id)?;
     let subject = one_line(&message::header(&m.raw, "subject").unwrap_or_default());
     let sender = if m.mail_from.is_empty() {
         "<>"
@@ -154,8 +155,9 @@ fn held_notice(
         body: format!(
             "A post to {list} is held for moderation.\n\n\
              From: {sender}\nSubject: {subject}\nReason: {reason}\nPost: {id}\n\n\
-             To approve it, reply to {approve_address}\n  or open {approve_url}\n\n\
-             To reject it, reply to {reject_address}\n  or open {reject_url}\n\n\
+             Reply to this mail with the word approve or reject on a line of its own.\n\n\
+             Or, to approve it, write to {approve_address}\n  or open {approve_url}\n\n\
+             To reject it, write to {reject_address}\n  or open {reject_url}\n\n\
              Or on a node: roost held approve {local} {id}\n",
             list = list.address,
             id = m.id,
@@ -165,6 +167,7 @@ fn held_notice(
             reject_address = links.address(&list.address, &reject),
             reject_url = links.url(&reject),
         ),
+        reply_to: Some(links.address(&list.address, &answer)),
     })
 }
 
@@ -180,5 +183,6 @@ fn rejection_notice(list: &ListConfig, m: &StoredMessage, reason: &str) -> Optio
             "Your post to {list} was not accepted.\n\nSubject: {subject}\nReason: {reason}\n",
             list = list.address
         ),
+        reply_to: None,
     })
 }

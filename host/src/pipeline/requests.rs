@@ -23,6 +23,12 @@ pub fn reply_to(list: &ListConfig, m: &StoredMessage) -> Option<String> {
     let lower = sender.to_ascii_lowercase();
     let own =
         lower.ends_with(&format!("@{}", list.domain())) && lower.starts_with(list.local_part());
+    (!sender.is_empty() && !own && !automatic(m)).then(|| sender.to_string())
+}
+
+/// Mail sent by a program, not a person (RFC 3834 `Auto-Submitted`, `Precedence:
+/// bulk|junk|list`): never answered, and never taken as a confirmation.
+fn automatic(m: &StoredMessage) -> bool {
     let auto = message::header(&m.raw, "auto-submitted")
         .is_some_and(|v| !v.trim().eq_ignore_ascii_case("no"));
     let bulk = message::header(&m.raw, "precedence").is_some_and(|v| {
@@ -31,7 +37,7 @@ pub fn reply_to(list: &ListConfig, m: &StoredMessage) -> Option<String> {
             "bulk" | "junk" | "list"
         )
     });
-    (!sender.is_empty() && !own && !auto && !bulk).then(|| sender.to_string())
+    auto || bulk
 }
 
 /// The command of a request mail: the subject (without `Re:`), or else the first non-blank
@@ -156,6 +162,7 @@ async fn unsubscribe(
         to: NoticeTarget::Address(sender.to_string()),
         subject: format!("You have left {}", list.address),
         body: format!("{sender} gets no more posts from {}.\n", list.address),
+        reply_to: None,
     };
     let action = crate::store::Action::Unsubscribe {
         address: sender.to_string(),
@@ -165,7 +172,7 @@ async fn unsubscribe(
         .await?;
     let token = confirm::row_token(&links.keys, id);
     Ok(format!(
-        "To confirm that {sender} leaves {}, reply to this address:\n  {}\nor open:\n  {}\n",
+        "To confirm that {sender} leaves {}, reply to this mail, or write to:\n  {}\nor open:\n  {}\n",
         list.address,
         links.address(&list.address, &token),
         links.url(&token)
@@ -185,8 +192,27 @@ pub async fn confirmation(
     let (Some(links), Some(token)) = (links, m.token.as_deref()) else {
         return Ok(done(None));
     };
-    let outcome = confirm::execute(store, &links.keys, token).await?;
-    let text = match (outcome, confirm::parse(&links.keys, token)) {
+    // An auto-reply (a vacation notice answering the notice) confirms nothing.
+    if automatic(m) {
+        return Ok(done(None));
+    }
+    let parsed = match confirm::parse(&links.keys, token) {
+        // A reply to a held-post notice: its words decide.
+        Some(confirm::Token::HeldReply { post }) => match confirm::reply_decision(&m.raw) {
+            Some(approve) => Some(confirm::Token::Held { post, approve }),
+            None => {
+                let text = "Your answer did not say what to do with the held post: reply \
+                            with the word approve or reject on a line of its own.";
+                return Ok(done(to.and_then(|to| reply(to, list, text.to_string()))));
+            }
+        },
+        other => other,
+    };
+    let outcome = match parsed.clone() {
+        Some(t) => confirm::execute_token(store, t).await?,
+        None => None,
+    };
+    let text = match (outcome, parsed) {
         (None, _) => Some("This confirmation is not valid: nothing was changed.".to_string()),
         (Some(confirm::Outcome::Done(text)), Some(confirm::Token::Held { .. })) => Some(text),
         (Some(confirm::Outcome::Done(_)), _) => None,
@@ -207,11 +233,34 @@ pub fn forward_to_owners(list: &ListConfig) -> Decision {
 }
 
 fn reply(to: String, list: &ListConfig, text: String) -> Option<Notice> {
+    let reply_to = confirmation_address(list, &text);
     Some(Notice {
         to: NoticeTarget::Address(to),
         subject: format!("Re: your request to {}", list.address),
         body: text,
+        reply_to,
     })
+}
+
+/// The one `NAME-confirm+TOKEN@` address of `list` an answer names (a subscription or an
+/// unsubscribe to confirm), so that replying to the answer is the confirmation.
+fn confirmation_address(list: &ListConfig, text: &str) -> Option<String> {
+    let prefix = format!("{}-confirm+", list.local_part()).to_ascii_lowercase();
+    let suffix = format!("@{}", list.domain()).to_ascii_lowercase();
+    let mut found: Vec<&str> = text
+        .split_whitespace()
+        .map(|w| w.trim_matches(|c| matches!(c, '<' | '>' | ',' | '.' | ';' | ':')))
+        .filter(|w| {
+            let w = w.to_ascii_lowercase();
+            w.starts_with(&prefix) && w.ends_with(&suffix)
+        })
+        .collect();
+    found.sort_unstable();
+    found.dedup();
+    match found.as_slice() {
+        [one] => Some(one.to_string()),
+        _ => None,
+    }
 }
 
 fn done(notice: Option<Notice>) -> Decision {

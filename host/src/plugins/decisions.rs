@@ -68,6 +68,7 @@ impl confirm::Host for HostState {
                 },
                 subject: n.subject,
                 body: n.body,
+                reply_to: None,
             }),
         };
         let valid_ms = i64::try_from(valid_for_seconds.clamp(60, MAX_VALID_SECONDS) * 1000)

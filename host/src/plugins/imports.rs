@@ -290,6 +290,7 @@ impl notify::Host for HostState {
             },
             subject: notice.subject,
             body: notice.body,
+            reply_to: notice.reply_to,
         };
         let id = self
             .db()?

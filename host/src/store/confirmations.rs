@@ -155,8 +155,9 @@ impl Store {
                 },
                 subject,
                 body,
+                reply_to: None,
             };
-            insert_notice_for_list(&mut tx, &list, "", &notice, now).await?;
+            insert_notice_for_list(&mut *tx, &list, "", &notice, now).await?;
         }
         tx.commit().await?;
         Ok(Confirmed::Done { list, action: act })

@@ -13,6 +13,9 @@ pub struct Notice {
     pub to: NoticeTarget,
     pub subject: String,
     pub body: String,
+    /// `Reply-To:` (a confirmation address, so that answering the mail confirms); none:
+    /// replies go to the owners, the notice's `From:`.
+    pub reply_to: Option<String>,
 }
 
 /// The message id a queued notice is sent under: also the `post-id` of its bounces, which
@@ -29,29 +32,20 @@ impl Store {
                 "notice subject must be one line".into(),
             ));
         }
-        let (owners, address) = match &notice.to {
-            NoticeTarget::Owners => (1i64, None),
-            NoticeTarget::Address(a) if a.contains('@') && !a.contains(['\r', '\n', ' ']) => {
-                (0, Some(a.as_str()))
-            }
-            NoticeTarget::Address(a) => {
-                return Err(StoreError::Invalid(format!("`{a}` is not a mail address")));
-            }
-        };
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO notices (list, plugin, to_owners, to_address, subject, body, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-        )
-        .bind(list)
-        .bind(plugin)
-        .bind(owners)
-        .bind(address)
-        .bind(&notice.subject)
-        .bind(&notice.body)
-        .bind(now_ms())
-        .fetch_one(self.pool())
-        .await?;
-        Ok(id)
+        let address = |a: &str| a.contains('@') && !a.contains(['\r', '\n', ' ', ',']);
+        if let NoticeTarget::Address(a) = &notice.to
+            && !address(a)
+        {
+            return Err(StoreError::Invalid(format!("`{a}` is not a mail address")));
+        }
+        if let Some(a) = &notice.reply_to
+            && !address(a)
+        {
+            return Err(StoreError::Invalid(format!(
+                "reply-to `{a}` is not a mail address"
+            )));
+        }
+        super::messages::insert_notice_for_list(self.pool(), list, plugin, notice, now_ms()).await
     }
 }
 
@@ -64,6 +58,7 @@ pub struct PendingNotice {
     pub to: NoticeTarget,
     pub subject: String,
     pub body: String,
+    pub reply_to: Option<String>,
 }
 
 /// A notice made into a message: its bytes, envelope sender and recipients.
@@ -93,7 +88,7 @@ impl Store {
         let sql = format!(
             "UPDATE notices SET state = 'enqueued' WHERE id IN \
              (SELECT id FROM notices WHERE state = 'queued' ORDER BY id LIMIT $1{lock}) \
-             RETURNING id, list, plugin, to_owners, to_address, subject, body"
+             RETURNING id, list, plugin, to_owners, to_address, subject, body, reply_to"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(i64::from(limit))
@@ -114,6 +109,7 @@ impl Store {
                 },
                 subject: r.try_get(5)?,
                 body: r.try_get(6)?,
+                reply_to: r.try_get(7)?,
             };
             let Some(built) = build(&notice) else {
                 sqlx::query("UPDATE notices SET state = 'failed' WHERE id = $1")

@@ -68,6 +68,7 @@ impl Plugin for Bounce {
                 body: format!(
                     "What the bounce handling saw and decided since the last summary:\n\n{lines}"
                 ),
+                reply_to: None,
             })?;
         }
         Ok(())
@@ -203,6 +204,7 @@ fn send_probe(address: &str, now: u64, why: &str) -> HookResult<()> {
                your address still works; there is nothing you need to do. If it arrives, \
                you stay subscribed.\n"
             .into(),
+        reply_to: None,
     })?;
     state::update(address, |rec| {
         rec.probe = Some(id.clone());
@@ -227,6 +229,7 @@ fn disable(c: &Config, address: &str, note: &str) {
                  sending to you. You are still a member. To get the list's mail again, ask \
                  its owners to re-enable your delivery.\n\nThe last bounce: {note}\n"
             ),
+            reply_to: None,
         });
         if let Err(e) = sent {
             log::write(

@@ -91,6 +91,7 @@ impl Ctx {
             to: Target::Address(self.sender.clone()),
             subject: format!("Welcome to {}", self.list),
             body: self.fill(self.config.welcome.as_deref().unwrap_or(WELCOME)),
+            reply_to: None,
         }
     }
 
@@ -99,6 +100,7 @@ impl Ctx {
             to: Target::Address(self.sender.clone()),
             subject: format!("You have left {}", self.list),
             body: self.fill(self.config.goodbye.as_deref().unwrap_or(GOODBYE)),
+            reply_to: None,
         }
     }
 }
@@ -154,7 +156,7 @@ fn subscribe(ctx: &Ctx) -> Result<String, String> {
             )?;
             Ok(format!(
                 "Someone (hopefully you) asked to subscribe {} to {}.\n\n\
-                 To confirm, reply to this address:\n  {}\nor open:\n  {}\n\n\
+                 To confirm, reply to this mail, or write to:\n  {}\nor open:\n  {}\n\n\
                  If you did not ask, ignore this mail: nothing happens.\n",
                 ctx.sender, ctx.list, pending.address, pending.url
             ))
@@ -169,10 +171,11 @@ fn subscribe(ctx: &Ctx) -> Result<String, String> {
                 to: Target::Owners,
                 subject: format!("Subscription request for {}", ctx.list),
                 body: format!(
-                    "{} asks to join {}.\n\nTo approve, reply to {}\n  or open {}\n\n\
-                     To refuse, do nothing.\n",
+                    "{} asks to join {}.\n\nTo approve, reply to this mail, or write to {}\n  \
+                     or open {}\n\nTo refuse, do nothing.\n",
                     ctx.sender, ctx.list, pending.address, pending.url
                 ),
+                reply_to: Some(pending.address.clone()),
             })?;
             Ok(format!(
                 "Your request to join {} waits for the owners' approval.",
@@ -193,7 +196,7 @@ fn unsubscribe(ctx: &Ctx) -> Result<String, String> {
         ctx.valid_for(),
     )?;
     Ok(format!(
-        "To confirm that {} leaves {}, reply to this address:\n  {}\nor open:\n  {}\n",
+        "To confirm that {} leaves {}, reply to this mail, or write to:\n  {}\nor open:\n  {}\n",
         ctx.sender, ctx.list, pending.address, pending.url
     ))
 }
