@@ -62,7 +62,7 @@ fn verp_token(from: &str) -> Option<&str> {
 with_database_urls!(
     every_enabled_member_gets_one_personalised_copy,
     |url: String| async move {
-        let sink = Recorder::start(&[]);
+        let sink = Recorder::start(&["--pipelining"]);
         let stamp = format!(
             "\n[[plugin]]\nuse = \"{}\"\n",
             common::component("stamp").display()
@@ -150,6 +150,19 @@ with_database_urls!(
                 "the on-deliver edit for this recipient in\n{text}"
             );
         }
+        // MAIL, RCPT and DATA go in one write to a receiver that announces PIPELINING, and
+        // a connection carries many copies.
+        assert!(
+            got.iter().all(|c| c.pipelined),
+            "every copy pipelined: {:?}",
+            got.iter().map(|c| c.pipelined).collect::<Vec<_>>()
+        );
+        let connections: HashSet<u64> = got.iter().map(|c| c.port).collect();
+        assert!(
+            connections.len() <= 6,
+            "30 copies over {} connections",
+            connections.len()
+        );
         let states = store.recipient_states(&id).await.unwrap();
         assert_eq!(states.get("sent"), Some(&30), "{states:?}");
         assert_eq!(states.len(), 1, "{states:?}");
@@ -165,6 +178,55 @@ with_database_urls!(
         assert!(node.stop().success());
     }
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connection_is_retried_until_the_receiver_is_up() {
+    let port = common::node::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("roost.db").display());
+    let mut node = node(
+        &url,
+        &format!("smarthost = \"127.0.0.1:{port}\""),
+        vec![("news.toml", list_file(""))],
+    );
+    import(&node, &members(2, 1));
+    let store = Store::connect(&node.db_url).await.unwrap();
+    let id = send(&node.smtp, "ann@example.org", LIST, "Later", "body");
+    // Nothing listens yet: the copies wait with the connection's failure as last reply.
+    let mut shown = String::new();
+    for _ in 0..100 {
+        let (_, out, _) = node.roost(&["queue"]);
+        if out.contains("d0.example") && out.contains("4.4.1") {
+            shown = out;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!shown.is_empty(), "the refused connection is never shown");
+    let sink = Recorder::start_on(port, &[]);
+    let got = sink.wait_for(2, Duration::from_secs(30)).await;
+    assert_eq!(got.len(), 2, "both copies once the receiver is up");
+    let mut states = HashMap::new();
+    for _ in 0..50 {
+        states = store.recipient_states(&id).await.unwrap();
+        if states.get("sent") == Some(&2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(states.get("sent"), Some(&2), "{states:?}");
+    let attempts: i64 =
+        sqlx::query_scalar("SELECT MIN(attempts) FROM recipients WHERE message_id = $1")
+            .bind(&id)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert!(
+        attempts >= 2,
+        "refused first, delivered on a retry: {attempts}"
+    );
+    assert!(node.stop().success());
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn temporary_failures_retry_and_permanent_ones_become_bounces() {
@@ -203,6 +265,19 @@ async fn temporary_failures_retry_and_permanent_ones_become_bounces() {
         !shown.is_empty(),
         "roost queue never showed the deferred domain alone"
     );
+    // DOMAIN, RECIPIENTS, BATCHES, SENDING, NEXT ATTEMPT, LAST REPLY
+    let line = shown
+        .lines()
+        .find(|l| l.starts_with("c.example\t"))
+        .unwrap_or_else(|| panic!("{shown}"));
+    let cols: Vec<&str> = line.split('\t').collect();
+    assert_eq!(cols.len(), 6, "{line}");
+    assert_eq!(cols[1], "1", "one recipient waits: {line}");
+    assert!(
+        cols[4] == "now" || (cols[4].contains("T") && cols[4].contains("(in ")),
+        "next attempt: {line}"
+    );
+    assert!(cols[5].starts_with("451 4.2.0"), "last reply: {line}");
 
     let got = sink.wait_for(2, Duration::from_secs(30)).await;
     let to: HashSet<String> = got.iter().flat_map(|r| r.to.clone()).collect();
@@ -226,6 +301,19 @@ async fn temporary_failures_retry_and_permanent_ones_become_bounces() {
             .await
             .unwrap();
     assert_eq!(attempts, 3, "two deferrals, then delivered");
+    // The hour's stats: five attempts (ok once, bad once, slow three times), two delivered,
+    // one failed for good.
+    let stats = store.hourly_stats(0, i64::MAX, None).await.unwrap();
+    let sum = |f: fn(&roost::store::HourStats) -> u64| stats.iter().map(f).sum::<u64>();
+    assert_eq!(
+        (
+            sum(|h| h.attempted),
+            sum(|h| h.succeeded),
+            sum(|h| h.failed)
+        ),
+        (5, 2, 1),
+        "{stats:?}"
+    );
     let bounce: (String, String, String) =
         sqlx::query_as("SELECT address, status, source FROM bounces WHERE message_id = $1")
             .bind(&id)

@@ -212,6 +212,38 @@ async fn held_posts_are_decided_once_over_the_api() {
     assert_eq!(code, 404, "{v}");
     let (code, v) = api(&node, "POST", &format!("/lists/news/held/{a}/reject"), None);
     assert_eq!(code, 409, "a decided post: {v}");
+
+    // A plugin that fails holds the post (the list's default policy); the metrics count
+    // posts held, approved and rejected, and the plugin's calls, failures and time.
+    let c = send(&node.smtp, "ann@example.org", LIST, "error", "three");
+    for _ in 0..100 {
+        if store.message(&c).await.unwrap().state == "held" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (code, metrics) = curl(&[&format!("http://{}/metrics", node.http)]);
+    assert_eq!(code, 200);
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
+    };
+    let node_label = "{node=\"test-node\"}";
+    assert_eq!(value(&format!("roost_posts_held_total{node_label}")), 3.0);
+    assert_eq!(
+        value(&format!("roost_posts_accepted_total{node_label}")),
+        1.0
+    );
+    assert_eq!(
+        value(&format!("roost_posts_rejected_total{node_label}")),
+        1.0
+    );
+    let hook = "{node=\"test-node\",plugin=\"hostile\",hook=\"on-post\"}";
+    assert_eq!(value(&format!("roost_plugin_calls_total{hook}")), 3.0);
+    assert_eq!(value(&format!("roost_plugin_failures_total{hook}")), 1.0);
+    assert!(value(&format!("roost_plugin_seconds_total{hook}")) > 0.0);
     assert!(node.stop().success());
 }
 

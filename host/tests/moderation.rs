@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    node::{Node, NodeSpec, python},
+    node::{API_TOKEN, Node, NodeSpec, curl, python},
     recorder::Recorder,
 };
 use roost::store::Store;
@@ -120,10 +120,29 @@ async fn policies_patterns_sizes_and_types() {
     ]);
     assert_eq!(code, 0, "{err}");
     let store = Store::connect(&node.db_url).await.unwrap();
-    sqlx::query("UPDATE members SET moderated = 1 WHERE address = 'mod@example.org'")
-        .execute(store.pool())
-        .await
-        .unwrap();
+    // An owner sets the moderated flag over the REST API.
+    let (code, body) = curl(&[
+        "-X",
+        "PATCH",
+        "-H",
+        &format!("Authorization: Bearer {API_TOKEN}"),
+        "-H",
+        "Content-Type: application/json",
+        "--data",
+        r#"{"moderated": true}"#,
+        &format!(
+            "http://{}/api/v1/lists/news/members/mod@example.org",
+            node.http
+        ),
+    ]);
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        store
+            .member(LIST, "mod@example.org")
+            .await
+            .unwrap()
+            .is_some_and(|m| m.moderated)
+    );
 
     post(&node, "m1@example.org", "member", 100, &[]);
     post(&node, "x@example.net", "stranger", 100, &[]);
@@ -197,6 +216,50 @@ async fn policies_patterns_sizes_and_types() {
         notices.iter().any(|t| t.contains("Held for moderation")),
         "{notices:?}"
     );
+    let told = || {
+        sink.received()
+            .iter()
+            .any(|r| r.to[0] == "mod@example.org" && r.text().contains("was not accepted"))
+    };
+    for _ in 0..100 {
+        if told() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(told(), "the moderated member is told of the rejection");
+    assert!(node.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_discarded_nonmembers_and_denied_senders_rejected() {
+    let sink = Recorder::start(&[]);
+    let (mut node, _dir) = start(
+        &sink,
+        "members = \"discard\"\nnonmembers = \"reject\"\n\
+         deny = [\"*@spam.example\"]\ndeny_action = \"reject\"\n",
+    );
+    let (code, _, err) = node.roost(&["members", "add", "news", "m1@example.org"]);
+    assert_eq!(code, 0, "{err}");
+    let store = Store::connect(&node.db_url).await.unwrap();
+    post(&node, "m1@example.org", "member", 100, &[]);
+    post(&node, "x@example.net", "stranger", 100, &[]);
+    post(&node, "bot@spam.example", "spam", 100, &[]);
+    assert_eq!(decided(&store, "member").await.0, "discarded");
+    let (state, reason) = decided(&store, "stranger").await;
+    assert_eq!(state, "rejected");
+    assert!(reason.contains("not a member"), "{reason}");
+    let (state, reason) = decided(&store, "spam").await;
+    assert_eq!(state, "rejected");
+    assert!(reason.contains("5.7.1"), "{reason}");
+    // The refused senders are told; the discarded post leaves no trace outside.
+    let got = sink.wait_for(2, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = sink.received().len().max(got.len());
+    let to: Vec<Vec<String>> = sink.received().iter().map(|r| r.to.clone()).collect();
+    assert!(to.contains(&vec!["x@example.net".to_string()]), "{to:?}");
+    assert!(to.contains(&vec!["bot@spam.example".to_string()]), "{to:?}");
+    assert_eq!(got, 2, "nothing for the member's discarded post: {to:?}");
     assert!(node.stop().success());
 }
 

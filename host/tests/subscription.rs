@@ -36,7 +36,8 @@ fn start(sink: &Recorder, plugins: &str) -> (Node, tempfile::TempDir) {
 fn subscription(policy: &str) -> String {
     format!(
         "\n[[plugin]]\nuse = \"subscription\"\npolicy = \"{policy}\"\nwho = \"members\"\n\
-         welcome = \"Hello {{name}}, welcome to {{list}}.\"\n"
+         welcome = \"Hello {{name}}, welcome to {{list}}.\"\n\
+         goodbye = \"Farewell {{address}}; write to {{request}} to come back.\"\n"
     )
 }
 
@@ -172,8 +173,14 @@ async fn double_opt_in_by_link_and_by_reply_and_confirmed_unsubscribe() {
     assert_eq!(member_name(&store, "ann@example.org").await, None);
     let bye = mail_for(&sink, "ann@example.org", 3).await.text();
     assert!(
-        bye.contains("You have left news@lists.example.org"),
+        bye.contains("Subject: You have left news@lists.example.org"),
         "{bye}"
+    );
+    assert!(
+        bye.contains(
+            "Farewell ann@example.org; write to news-request@lists.example.org to come back."
+        ),
+        "the list's own goodbye: {bye}"
     );
     assert!(node.stop().success());
 }

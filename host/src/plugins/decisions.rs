@@ -123,6 +123,14 @@ impl held::Host for HostState {
             db.reject_held(&list, &id, &reason).await
         }
         .map_err(|e| trap("held.decide", e))?;
+        if changed {
+            let counter = if approve {
+                crate::metrics::Counter::PostsAccepted
+            } else {
+                crate::metrics::Counter::PostsRejected
+            };
+            crate::metrics::global().add(counter, 1);
+        }
         Ok(Ok(changed))
     }
 }

@@ -26,6 +26,10 @@ pub struct Received {
     pub tls: bool,
     /// When the receiver acknowledged it (seconds since the epoch).
     pub at: f64,
+    /// The client's port: copies with the same port came over one connection.
+    pub port: u64,
+    /// Its RCPT had arrived together with its MAIL (the receiver announced PIPELINING).
+    pub pipelined: bool,
 }
 
 impl Received {
@@ -40,9 +44,13 @@ impl Received {
 
 impl Recorder {
     /// Start the recorder; `args` are its rules (`--reject`, `--defer`, `--delay-ms`,
-    /// `--tls-cert`/`--tls-key`).
+    /// `--pipelining`, `--tls-cert`/`--tls-key`).
     pub fn start(args: &[&str]) -> Recorder {
-        let port = free_port();
+        Recorder::start_on(free_port(), args)
+    }
+
+    /// [`Recorder::start`] on a given port (one a node already tried and found closed).
+    pub fn start_on(port: u16, args: &[&str]) -> Recorder {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut child = Command::new(peer("PEER_PYTHON"))
             .arg(root().join("host/tests/peers/recorder.py"))
@@ -84,6 +92,8 @@ impl Recorder {
                     .unwrap_or_default(),
                 tls: v["tls"].as_bool().unwrap_or(false),
                 at: v["at"].as_f64().unwrap_or(0.0),
+                port: v["port"].as_u64().unwrap_or(0),
+                pipelined: v["pipelined"].as_bool().unwrap_or(false),
             })
             .collect()
     }

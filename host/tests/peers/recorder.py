@@ -8,6 +8,10 @@ Rules on recipients (substring of the address -> reply), for retry and bounce te
   --reject SUBSTR      550 5.1.1 at RCPT
   --defer SUBSTR:N     451 4.2.0 at RCPT for the first N attempts per address
   --delay-ms MS        sleep before answering DATA (slows a fan-out down)
+  --pipelining         announce PIPELINING (RFC 2920); each message's record then says
+                       whether its RCPT and DATA had already arrived with its MAIL
+
+Each record also carries the client's port, so a test sees which copies shared a connection.
 """
 import argparse, asyncio, json, os, ssl, sys, threading, time
 
@@ -21,10 +25,25 @@ class Recorder:
         self.reject = args.reject or []
         self.defer = [(s.rsplit(":", 1)[0], int(s.rsplit(":", 1)[1])) for s in (args.defer or [])]
         self.delay = args.delay_ms / 1000.0
+        self.pipelining = args.pipelining
         self.tries = {}
         self.count = 0
         self.lock = threading.Lock()
         self.log = open(os.path.join(self.dir, "envelopes.jsonl"), "a", buffering=1)
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        # Commands the client sent with MAIL are already waiting in the reader's buffer.
+        buffered = bytes(getattr(server._reader, "_buffer", b""))
+        envelope.pipelined = b"RCPT" in buffered.upper()
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         for s in self.reject:
@@ -50,7 +69,9 @@ class Recorder:
                 f.flush()
                 os.fsync(f.fileno())
             self.log.write(json.dumps({"file": name, "from": envelope.mail_from, "to": envelope.rcpt_tos,
-                                       "tls": bool(session.ssl), "at": time.time()}) + "\n")
+                                       "tls": bool(session.ssl), "at": time.time(),
+                                       "port": session.peer[1] if session.peer else 0,
+                                       "pipelined": getattr(envelope, "pipelined", False)}) + "\n")
             self.log.flush()
         return "250 2.0.0 queued as %s" % name
 
@@ -62,6 +83,7 @@ def main():
     p.add_argument("--reject", action="append")
     p.add_argument("--defer", action="append")
     p.add_argument("--delay-ms", type=int, default=0)
+    p.add_argument("--pipelining", action="store_true")
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
     args = p.parse_args()

@@ -14,6 +14,8 @@
 //! strip_types = ["application/*"]             # remove such parts, keep the rest
 //! auth_failures = "hold"    # posts failing their author's DMARC quarantine/reject policy
 //!                           # (checked by the host): accept | hold | reject | discard
+//! auth_check = "dmarc"      # dmarc: the above; dkim: also any post whose DKIM signature
+//!                           # fails to verify, whatever the domain's DMARC policy
 //! hold_days = 14            # held posts not decided by then are rejected (author told;
 //!                           # checked every minute)
 //! ```
@@ -45,6 +47,18 @@ enum DenyAction {
     Discard,
 }
 
+/// Which failures `auth_failures` acts on.
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Default, Debug)]
+#[serde(crate = "roost_plugin_sdk::serde", rename_all = "lowercase")]
+enum AuthCheck {
+    /// DMARC fails for a domain whose policy is quarantine or reject.
+    #[default]
+    Dmarc,
+    /// That, or a DKIM signature that does not verify (a post changed on the way, or a
+    /// forged signature), even where the domain publishes no DMARC policy.
+    Dkim,
+}
+
 #[derive(Deserialize)]
 #[serde(crate = "roost_plugin_sdk::serde", deny_unknown_fields)]
 struct Config {
@@ -67,6 +81,8 @@ struct Config {
     strip_types: Vec<String>,
     #[serde(default = "accept")]
     auth_failures: Action,
+    #[serde(default)]
+    auth_check: AuthCheck,
     hold_days: Option<u32>,
 }
 
@@ -91,6 +107,7 @@ impl Default for Config {
             reject_types: Vec::new(),
             strip_types: Vec::new(),
             auth_failures: Action::Accept,
+            auth_check: AuthCheck::Dmarc,
             hold_days: None,
         }
     }
@@ -113,13 +130,17 @@ fn act(action: Action, why: String, list: &str) -> PostResult {
 
 /// Whether the host's `Authentication-Results` (the first one, which is the host's own)
 /// says the post fails DMARC for an author's domain that asks receivers to act on that
-/// (`quarantine` or `reject`); failing under `p=none` is common and means little.
-fn dmarc_failed(message: &Message) -> bool {
-    message.header("authentication-results").is_some_and(|v| {
-        let v = v.to_ascii_lowercase();
-        v.contains("dmarc=fail")
-            && (v.contains("policy.dmarc=quarantine") || v.contains("policy.dmarc=reject"))
-    })
+/// (`quarantine` or `reject`; failing under `p=none` is common and means little), or,
+/// with [`AuthCheck::Dkim`], carries a DKIM signature that does not verify.
+fn auth_failed(results: Option<&str>, check: AuthCheck) -> Option<&'static str> {
+    let v = results?.to_ascii_lowercase();
+    if v.contains("dmarc=fail")
+        && (v.contains("policy.dmarc=quarantine") || v.contains("policy.dmarc=reject"))
+    {
+        return Some("the author's domain fails DMARC");
+    }
+    (check == AuthCheck::Dkim && v.contains("dkim=fail"))
+        .then_some("the post's DKIM signature does not verify")
 }
 
 struct Moderation;
@@ -162,8 +183,11 @@ impl Plugin for Moderation {
             result = result.edit(Edit::ReplaceBody(body));
         }
 
-        if c.auth_failures != Action::Accept && dmarc_failed(&message) {
-            let why = format!("the author's domain fails DMARC for {sender}");
+        if c.auth_failures != Action::Accept
+            && let Some(failure) =
+                auth_failed(message.header("authentication-results"), c.auth_check)
+        {
+            let why = format!("{failure} for {sender}");
             return Ok(with_edits(act(c.auth_failures, why, &list), result));
         }
         if any_match(&c.allow, &sender) {
@@ -223,3 +247,28 @@ fn with_edits(mut decision: PostResult, edits: PostResult) -> PostResult {
 }
 
 roost_plugin_sdk::export_plugin!(Moderation, config = Config, hooks = [on_post, on_schedule]);
+
+#[cfg(test)]
+mod tests {
+    use super::{AuthCheck, auth_failed};
+
+    #[test]
+    fn auth_failures_follow_the_check() {
+        let strict = "lists.example.org; dkim=none; spf=fail smtp.mailfrom=a@strict.example;\r\n\tdmarc=fail header.from=strict.example policy.dmarc=reject";
+        let lax = "lists.example.org; dkim=none; spf=fail;\r\n\tdmarc=fail header.from=lax.example policy.dmarc=none";
+        let broken = "lists.example.org; dkim=fail (bad signature) header.d=lax.example; spf=pass;\r\n\tdmarc=none header.from=lax.example policy.dmarc=none";
+        let good = "lists.example.org; dkim=pass header.d=ok.example; spf=pass;\r\n\tdmarc=pass header.from=ok.example policy.dmarc=reject";
+        for check in [AuthCheck::Dmarc, AuthCheck::Dkim] {
+            assert!(auth_failed(Some(strict), check).unwrap().contains("DMARC"));
+            assert_eq!(auth_failed(Some(lax), check), None);
+            assert_eq!(auth_failed(Some(good), check), None);
+            assert_eq!(auth_failed(None, check), None);
+        }
+        assert_eq!(auth_failed(Some(broken), AuthCheck::Dmarc), None);
+        assert!(
+            auth_failed(Some(broken), AuthCheck::Dkim)
+                .unwrap()
+                .contains("DKIM")
+        );
+    }
+}
