@@ -273,6 +273,11 @@ async fn moderators_decide_by_reply_once_and_owner_mail_is_forwarded() {
     );
     let unclear = mail_for(&sink, "boss@example.org", 1).await.text();
     assert!(unclear.contains("did not say"), "{unclear}");
+    assert_eq!(
+        reply_address(&unclear),
+        answer,
+        "replying again goes to the same place"
+    );
     assert_eq!(store.message(&id).await.unwrap().state, "held");
     // The moderator's Reply, top-posted above the quoted notice.
     let quoted: String = notice.lines().map(|l| format!("> {l}\r\n")).collect();

@@ -201,9 +201,14 @@ pub async fn confirmation(
         Some(confirm::Token::HeldReply { post }) => match confirm::reply_decision(&m.raw) {
             Some(approve) => Some(confirm::Token::Held { post, approve }),
             None => {
-                let text = "Your answer did not say what to do with the held post: reply \
-                            with the word approve or reject on a line of its own.";
-                return Ok(done(to.and_then(|to| reply(to, list, text.to_string()))));
+                // The address in the text makes this answer's Reply-To the same address,
+                // so the moderator can simply reply again.
+                let text = format!(
+                    "Your answer did not say what to do with the held post: reply with the \
+                     word approve or reject on a line of its own (to {}).",
+                    links.address(&list.address, token)
+                );
+                return Ok(done(to.and_then(|to| reply(to, list, text))));
             }
         },
         other => other,
@@ -249,7 +254,7 @@ fn confirmation_address(list: &ListConfig, text: &str) -> Option<String> {
     let suffix = format!("@{}", list.domain()).to_ascii_lowercase();
     let mut found: Vec<&str> = text
         .split_whitespace()
-        .map(|w| w.trim_matches(|c| matches!(c, '<' | '>' | ',' | '.' | ';' | ':')))
+        .map(|w| w.trim_matches(|c| matches!(c, '<' | '>' | '(' | ')' | ',' | '.' | ';' | ':')))
         .filter(|w| {
             let w = w.to_ascii_lowercase();
             w.starts_with(&prefix) && w.ends_with(&suffix)
