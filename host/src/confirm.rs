@@ -63,13 +63,27 @@ pub fn held_reply_token(keys: &TokenKey, post_id: &str) -> Option<String> {
 
 /// What a moderator's reply to a held-post notice says: `Some(true)` approve, `Some(false)`
 /// reject, `None` neither or both. The words are looked for at the start of the reply's own
-/// lines (quoted lines, starting with `>`, are the notice and are skipped; tags of an HTML
-/// reply are ignored), so top- and bottom-posted replies both work.
+/// lines, in its first text part decoded (base64, quoted-printable, or HTML made text), so
+/// top- and bottom-posted replies both work. The notice is not read: quoted lines
+/// (starting with `>`) are skipped, and reading stops where a client copies the notice
+/// unquoted under a separator (Outlook's `-----Original Message-----` or rule of
+/// underscores), since the notice quotes the post's subject, which its author chose.
 pub fn reply_decision(raw: &[u8]) -> Option<bool> {
-    let body = String::from_utf8_lossy(&raw[crate::message::body_start(raw)..]).into_owned();
+    let body = mail_parser::MessageParser::default()
+        .parse(raw)
+        .and_then(|m| m.body_text(0).map(|t| t.into_owned()))
+        .unwrap_or_else(|| {
+            String::from_utf8_lossy(&raw[crate::message::body_start(raw)..]).into_owned()
+        });
     let (mut approve, mut reject) = (false, false);
     for line in body.lines().take(400) {
         let line = line.trim_start();
+        if line.starts_with("-----Original Message")
+            || line.starts_with("________________")
+            || line.starts_with("-----Ursprüngliche Nachricht")
+        {
+            break;
+        }
         if line.starts_with('>') || line.starts_with("&gt;") {
             continue;
         }
@@ -293,5 +307,17 @@ mod tests {
         );
         assert_eq!(reply_decision(&mail("approve\r\nreject\r\n")), None);
         assert_eq!(reply_decision(&mail("")), None);
+        // Outlook copies the notice unquoted below a separator; its lines are not read.
+        assert_eq!(
+            reply_decision(&mail(
+                "Reject\r\n\r\n-----Original Message-----\r\nSubject: x\r\napprove me\r\n"
+            )),
+            Some(false)
+        );
+        // Base64 and quoted-printable text parts are decoded first.
+        let b64 = b"Subject: Re: Held\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\nUmVqZWN0LCBzcGFtLg0K\r\n";
+        assert_eq!(reply_decision(b64), Some(false));
+        let qp = b"Subject: Re: Held\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n=41pprove=0D=0A\r\n";
+        assert_eq!(reply_decision(qp), Some(true));
     }
 }

@@ -16,6 +16,9 @@ use crate::{
 
 /// How often the node looks for due occurrences.
 const TICK: Duration = Duration::from_secs(1);
+/// How often finished runs are pruned, and how long they are kept.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+const KEEP_RUNS_MS: i64 = 7 * 86_400_000;
 
 pub struct Scheduler {
     pub store: Store,
@@ -40,6 +43,8 @@ impl Scheduler {
         }
         let mut last: std::collections::HashMap<(String, String, String), i64> =
             std::collections::HashMap::new();
+        let mut scanned = std::time::Instant::now();
+        let mut pruned: Option<std::time::Instant> = None;
         loop {
             let now = now_ms();
             for b in &bindings {
@@ -56,7 +61,17 @@ impl Scheduler {
                     }
                 }
             }
-            self.take_over_lapsed(&bindings).await;
+            // A lapsed lease is at least a lease old: looking twice per lease is enough.
+            if scanned.elapsed() >= self.lease / 2 {
+                scanned = std::time::Instant::now();
+                self.take_over_lapsed(&bindings).await;
+            }
+            if pruned.is_none_or(|p| p.elapsed() >= PRUNE_EVERY) {
+                pruned = Some(std::time::Instant::now());
+                if let Err(e) = self.store.prune_occurrences(KEEP_RUNS_MS).await {
+                    tracing::warn!(error = %e, "cannot prune old scheduled runs");
+                }
+            }
             tokio::select! {
                 _ = tokio::time::sleep(TICK) => {}
                 _ = shutdown.changed() => return,
@@ -136,12 +151,18 @@ impl Scheduler {
         let error = result.as_ref().err().map(|e| e.to_string());
         tracing::info!(list = %b.scope.list, plugin = %b.scope.plugin, task, occurrence = %key,
             ok = error.is_none(), "scheduled run");
-        if let Err(e) = self
-            .store
-            .finish_occurrence(&o, &self.node, error.as_deref())
-            .await
-        {
-            tracing::warn!(error = %e, "cannot record a scheduled run; its lease will lapse");
+        // Unrecorded, the run would be taken over and run again once its lease lapses.
+        for attempt in 1..=5 {
+            match self
+                .store
+                .finish_occurrence(&o, &self.node, error.as_deref())
+                .await
+            {
+                Ok(()) => break,
+                Err(e) if attempt == 5 => tracing::warn!(error = %e,
+                    "cannot record a scheduled run; another node will run it again"),
+                Err(_) => tokio::time::sleep(self.lease / 10).await,
+            }
         }
         true
     }

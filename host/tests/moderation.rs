@@ -32,6 +32,7 @@ fn start_with(sink: &Recorder, moderation: &str, delivery: &str) -> (Node, tempf
             "news.toml",
             format!(
                 "address = \"{LIST}\"\nname = \"News\"\nowners = [\"boss@example.org\"]\n\n\
+                 [limits]\nplugin_timeout = \"2s\"\n\n\
                  [[plugin]]\nuse = \"moderation\"\n{moderation}\n\n\
                  [[plugin]]\nuse = \"subject-tag\"\ntag = \"[news]\"\n"
             ),
@@ -183,7 +184,8 @@ async fn policies_patterns_sizes_and_types() {
     let (state, reason) = decided(&store, "exe").await;
     assert_eq!(state, "rejected");
     assert!(reason.contains("application/x-msdownload"), "{reason}");
-    assert_eq!(decided(&store, "pdf").await.0, "accepted");
+    let (state, reason) = decided(&store, "pdf").await;
+    assert_eq!(state, "accepted", "{reason}");
 
     // Accepted posts went on down the chain (tagged) and out, the pdf part removed.
     sink.wait_for(6, Duration::from_secs(30)).await;

@@ -304,15 +304,24 @@ async fn approve(
 /// Why a held post could not be decided: 404 when the list has no such post, 409 when it
 /// was decided before.
 async fn not_held(state: &HttpState, list: &str, id: &str) -> ApiError {
-    match state.store.message(id).await {
-        Ok(m) if m.list == list => ApiError::new(
-            StatusCode::CONFLICT,
-            format!(
-                "{id} is not held on {list}: it was decided before ({})",
-                m.state
+    let missing = || ApiError::new(StatusCode::NOT_FOUND, format!("{list} has no post {id}"));
+    // `messages` leaves unknown ids out; an error here is the database's (503).
+    match state.store.messages(&[id.to_string()]).await {
+        Ok(found) => match found.into_iter().next() {
+            Some(m) if m.list == list && m.state == "stored" => ApiError::new(
+                StatusCode::CONFLICT,
+                format!("{id} on {list} is not processed yet, so not held (yet)"),
             ),
-        ),
-        _ => ApiError::new(StatusCode::NOT_FOUND, format!("{list} has no post {id}")),
+            Some(m) if m.list == list => ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "{id} is not held on {list}: it was decided before ({})",
+                    m.state
+                ),
+            ),
+            _ => missing(),
+        },
+        Err(e) => e.into(),
     }
 }
 

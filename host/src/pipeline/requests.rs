@@ -84,6 +84,7 @@ pub async fn command(
             sender,
             list,
             "Your mail had no command. Send `help` for the list of commands.".into(),
+            None,
         ));
     };
     let command = wit::Command {
@@ -145,7 +146,7 @@ pub async fn command(
             list.domain()
         ),
     };
-    done(reply(sender, list, text))
+    done(reply(sender, list, text, fallback.map(|(_, links)| links)))
 }
 
 /// Ask `sender` to confirm leaving the list (a goodbye is queued with the confirmation).
@@ -208,7 +209,7 @@ pub async fn confirmation(
                      word approve or reject on a line of its own (to {}).",
                     links.address(&list.address, token)
                 );
-                return Ok(done(to.and_then(|to| reply(to, list, text))));
+                return Ok(done(to.and_then(|to| reply(to, list, text, Some(links)))));
             }
         },
         other => other,
@@ -224,7 +225,8 @@ pub async fn confirmation(
         (Some(confirm::Outcome::Nothing(text)), _) => Some(text),
     };
     Ok(done(
-        to.zip(text).and_then(|(to, text)| reply(to, list, text)),
+        to.zip(text)
+            .and_then(|(to, text)| reply(to, list, text, Some(links))),
     ))
 }
 
@@ -237,8 +239,8 @@ pub fn forward_to_owners(list: &ListConfig) -> Decision {
     }
 }
 
-fn reply(to: String, list: &ListConfig, text: String) -> Option<Notice> {
-    let reply_to = confirmation_address(list, &text);
+fn reply(to: String, list: &ListConfig, text: String, links: Option<&Links>) -> Option<Notice> {
+    let reply_to = links.and_then(|links| confirmation_address(list, &text, links));
     Some(Notice {
         to: NoticeTarget::Address(to),
         subject: format!("Re: your request to {}", list.address),
@@ -247,17 +249,22 @@ fn reply(to: String, list: &ListConfig, text: String) -> Option<Notice> {
     })
 }
 
-/// The one `NAME-confirm+TOKEN@` address of `list` an answer names (a subscription or an
-/// unsubscribe to confirm), so that replying to the answer is the confirmation.
-fn confirmation_address(list: &ListConfig, text: &str) -> Option<String> {
+/// The one `NAME-confirm+TOKEN@` address of `list` with a token this cluster signed that
+/// an answer names (a subscription or an unsubscribe to confirm), so that replying to the
+/// answer is the confirmation. Words a sender put in the answer (an unknown command is
+/// quoted back) carry no valid token.
+fn confirmation_address(list: &ListConfig, text: &str, links: &Links) -> Option<String> {
     let prefix = format!("{}-confirm+", list.local_part()).to_ascii_lowercase();
     let suffix = format!("@{}", list.domain()).to_ascii_lowercase();
     let mut found: Vec<&str> = text
         .split_whitespace()
         .map(|w| w.trim_matches(|c| matches!(c, '<' | '>' | '(' | ')' | ',' | '.' | ';' | ':')))
         .filter(|w| {
-            let w = w.to_ascii_lowercase();
-            w.starts_with(&prefix) && w.ends_with(&suffix)
+            let lower = w.to_ascii_lowercase();
+            lower.starts_with(&prefix)
+                && lower.ends_with(&suffix)
+                && w.get(prefix.len()..w.len() - suffix.len())
+                    .is_some_and(|token| confirm::parse(&links.keys, token).is_some())
         })
         .collect();
     found.sort_unstable();

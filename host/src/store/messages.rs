@@ -515,7 +515,6 @@ pub(super) fn values_list(rows: usize, cols: usize, first: usize, tail: &str) ->
     out
 }
 
-/// The `process` jobs of new posts, leased to the intake node where it asked for that.
 /// `INSERT INTO messages` for `messages`, in state `stored`. With `job_lease`, each row
 /// also carries its `process` job's lease for SQLite's trigger (migration 0009): the
 /// lease's end, or 0 when the job is not leased.
@@ -555,6 +554,7 @@ fn insert_messages_statement(
     q
 }
 
+/// The `process` jobs of new posts, leased to the intake node where it asked for that.
 async fn insert_process_jobs(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     posts: &[&NewMessage],

@@ -109,6 +109,33 @@ impl Store {
         Ok(renewed == 1)
     }
 
+    /// Keep `schedule_runs` small: a run left `running` a day past its lease (its list or
+    /// plugin is gone, so no node takes it over) becomes `abandoned`; finished runs older
+    /// than `keep_ms` go, except each task's latest, which tells nodes it ran.
+    pub async fn prune_occurrences(&self, keep_ms: i64) -> Result<u64> {
+        let now = now_ms();
+        let abandoned = sqlx::query(
+            "UPDATE schedule_runs SET state = 'abandoned', finished_at = $1 \
+             WHERE state = 'running' AND lease_until < $2",
+        )
+        .bind(now)
+        .bind(now - 86_400_000)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        let deleted = sqlx::query(
+            "DELETE FROM schedule_runs WHERE state <> 'running' AND finished_at < $1 \
+             AND occurrence < (SELECT MAX(t.occurrence) FROM schedule_runs t \
+             WHERE t.list = schedule_runs.list AND t.plugin = schedule_runs.plugin \
+             AND t.task = schedule_runs.task)",
+        )
+        .bind(now - keep_ms)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        Ok(abandoned + deleted)
+    }
+
     /// Occurrences left `running` by a node whose lease lapsed (it died mid-run), as
     /// (list, plugin, task, occurrence), oldest first.
     pub async fn lapsed_occurrences(&self) -> Result<Vec<(String, String, String, String)>> {

@@ -171,11 +171,13 @@ fn subscribe(ctx: &Ctx) -> Result<String, String> {
                 to: Target::Owners,
                 subject: format!("Subscription request for {}", ctx.list),
                 body: format!(
-                    "{} asks to join {}.\n\nTo approve, reply to this mail, or write to {}\n  \
-                     or open {}\n\nTo refuse, do nothing.\n",
+                    "{} asks to join {}.\n\nTo approve, write to {}\n  or open {}\n\n\
+                     To refuse, do nothing.\n",
                     ctx.sender, ctx.list, pending.address, pending.url
                 ),
-                reply_to: Some(pending.address.clone()),
+                // No Reply-To: any answer to that address approves, and an owner's
+                // "no" must not.
+                reply_to: None,
             })?;
             Ok(format!(
                 "Your request to join {} waits for the owners' approval.",
