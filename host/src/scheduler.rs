@@ -11,7 +11,7 @@ use crate::{
     message,
     pipeline::Chains,
     plugins::{Bound, Hook, Runtime, wit},
-    store::{Claim, Occurrence, Store, now_ms},
+    store::{Occurrence, Store, now_ms},
 };
 
 /// How often the node looks for due occurrences.
@@ -120,8 +120,8 @@ impl Scheduler {
         };
         let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(30_000);
         match self.store.claim_occurrence(&o, &self.node, lease_ms).await {
-            Ok(Claim::Running | Claim::Finished) => return true,
-            Ok(Claim::Ours) => {}
+            Ok(false) => return true,
+            Ok(true) => {}
             Err(e) => {
                 tracing::warn!(error = %e, task, "cannot claim a scheduled run; will retry");
                 return false;

@@ -11,7 +11,7 @@ use std::{
 };
 
 use common::{
-    node::{API_TOKEN, Node, NodeSpec, send},
+    node::{API_TOKEN, Node, NodeSpec, eventually, send},
     recorder::Recorder,
 };
 use roost::store::Store;
@@ -67,6 +67,14 @@ fn import(node: &Node, n: usize, domains: usize) {
     std::fs::write(&csv, rows).unwrap();
     let (code, _, err) = node.roost(&["members", "import", "news", csv.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
+}
+
+/// The single number a `SELECT COUNT(*) ...` gives.
+async fn count(store: &Store, sql: &str) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
 }
 
 /// How many copies each recipient got.
@@ -146,21 +154,20 @@ async fn a_killed_nodes_recipients_are_finished_by_the_survivors() {
     assert!(acked.len() < total, "killed too late to prove anything");
 
     // The survivors take the dead node's batches over once its lease (2 s) lapses.
-    let taken_over = loop {
-        let still: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM batches WHERE lease_owner = 'node-b'")
-                .fetch_one(store.pool())
-                .await
-                .unwrap();
-        if still == 0 {
-            break killed_at.elapsed();
-        }
-        assert!(
-            killed_at.elapsed() < Duration::from_secs(30),
-            "node-b's batches were never taken over"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    eventually(
+        "node-b's batches taken over",
+        Duration::from_secs(30),
+        || async {
+            count(
+                &store,
+                "SELECT COUNT(*) FROM batches WHERE lease_owner = 'node-b'",
+            )
+            .await
+                == 0
+        },
+    )
+    .await;
+    let taken_over = killed_at.elapsed();
     assert!(
         taken_over < Duration::from_millis(2_000 + 1_500),
         "node-b's {} batches taken over only after {taken_over:?}",
@@ -187,20 +194,13 @@ async fn a_killed_nodes_recipients_are_finished_by_the_survivors() {
             ids.join(", ")
         }
     );
-    let orphans_done = loop {
-        let left: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(left_sql.clone()))
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
-        if left == 0 {
-            break killed_at.elapsed();
-        }
-        assert!(
-            killed_at.elapsed() < Duration::from_secs(60),
-            "node-b's batches never finished"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    eventually(
+        "node-b's batches finished",
+        Duration::from_secs(60),
+        || async { count(&store, &left_sql).await == 0 },
+    )
+    .await;
+    let orphans_done = killed_at.elapsed();
     assert!(
         orphans_done < Duration::from_millis(2_000 + 1_000) + sending * 2,
         "node-b's {} batches finished only {orphans_done:?} after the kill \

@@ -11,7 +11,7 @@ use std::{
 };
 
 use common::{
-    node::{Node, NodeSpec, peer, send},
+    node::{Node, NodeSpec, eventually, peer, send},
     recorder::{Received, Recorder},
 };
 use roost::store::{DeliveryStatus, Store};
@@ -193,16 +193,15 @@ async fn a_refused_connection_is_retried_until_the_receiver_is_up() {
     let store = Store::connect(&node.db_url).await.unwrap();
     let id = send(&node.smtp, "ann@example.org", LIST, "Later", "body");
     // Nothing listens yet: the copies wait with the connection's failure as last reply.
-    let mut shown = String::new();
-    for _ in 0..100 {
-        let (_, out, _) = node.roost(&["queue"]);
-        if out.contains("d0.example") && out.contains("4.4.1") {
-            shown = out;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(!shown.is_empty(), "the refused connection is never shown");
+    eventually(
+        "the refused connection shown by roost queue",
+        Duration::from_secs(10),
+        || async {
+            let (_, out, _) = node.roost(&["queue"]);
+            out.contains("d0.example") && out.contains("4.4.1")
+        },
+    )
+    .await;
     let sink = Recorder::start_on(port, &[]);
     let got = sink.wait_for(2, Duration::from_secs(30)).await;
     assert_eq!(got.len(), 2, "both copies once the receiver is up");

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    node::{API_TOKEN, Node, NodeSpec, curl, python},
+    node::{API_TOKEN, Node, NodeSpec, curl, eventually, python},
     recorder::Recorder,
 };
 use roost::store::Store;
@@ -218,18 +218,16 @@ async fn policies_patterns_sizes_and_types() {
         notices.iter().any(|t| t.contains("Held for moderation")),
         "{notices:?}"
     );
-    let told = || {
-        sink.received()
-            .iter()
-            .any(|r| r.to[0] == "mod@example.org" && r.text().contains("was not accepted"))
-    };
-    for _ in 0..100 {
-        if told() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(told(), "the moderated member is told of the rejection");
+    eventually(
+        "the moderated member is told of the rejection",
+        Duration::from_secs(10),
+        || async {
+            sink.received()
+                .iter()
+                .any(|r| r.to[0] == "mod@example.org" && r.text().contains("was not accepted"))
+        },
+    )
+    .await;
     assert!(node.stop().success());
 }
 

@@ -68,9 +68,7 @@ fn line_with(text: &str, prefix: &str) -> String {
 
 /// Where a reply to `mail` goes: its `Reply-To:` (what a mail client's Reply uses).
 fn reply_address(mail: &str) -> String {
-    let head = mail.split("\r\n\r\n").next().unwrap_or_default();
-    head.lines()
-        .find_map(|l| l.strip_prefix("Reply-To: "))
+    roost::message::header(mail.as_bytes(), "reply-to")
         .unwrap_or_else(|| panic!("no Reply-To in\n{mail}"))
         .trim()
         .to_string()

@@ -110,7 +110,9 @@ impl Intake {
             let span = tracing::info_span!("smtp", session = id, %peer);
             let intake = self.clone();
             let shutdown = shutdown.clone();
-            crate::spawn(
+            // The session's own span was made here, under the node's: entering the node
+            // span again on every poll (crate::spawn) would be work for nothing.
+            tokio::spawn(
                 async move {
                     intake.session(tcp, peer, shutdown).await;
                     drop(permit);

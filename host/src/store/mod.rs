@@ -40,7 +40,7 @@ pub use messages::{Decision, Job, MessageKind, NewMessage, StoredMessage};
 pub use nodes::{NameTaken, NodeRow, NodeWork};
 pub use notices::{BuiltNotice, Notice, NoticeTarget, PendingNotice, notice_message_id};
 pub use reports::{Counts, PostLine, PostReport};
-pub use schedules::{Claim, Occurrence};
+pub use schedules::Occurrence;
 pub use spool::Spool;
 pub use stats::HourStats;
 

@@ -11,27 +11,17 @@ pub struct Occurrence<'a> {
     pub key: &'a str,
 }
 
-/// What [`Store::claim_occurrence`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claim {
-    /// This node runs it now.
-    Ours,
-    /// Another node runs it under an unexpired lease; if that node dies, the lease lapses
-    /// and [`Store::lapsed_occurrences`] names it.
-    Running,
-    /// It ran (done or failed).
-    Finished,
-}
-
 impl Store {
     /// Take an occurrence for `node`: the first node to insert its row runs it; a row left
-    /// `running` by a node whose lease lapsed (it died mid-run) is taken over.
+    /// `running` by a node whose lease lapsed (it died mid-run) is taken over. `false`:
+    /// it ran, or another node runs it (should that node die, [`Store::lapsed_occurrences`]
+    /// names it once its lease lapses).
     pub async fn claim_occurrence(
         &self,
         o: &Occurrence<'_>,
         node: &str,
         lease_ms: i64,
-    ) -> Result<Claim> {
+    ) -> Result<bool> {
         let now = now_ms();
         let inserted = sqlx::query(
             "INSERT INTO schedule_runs (list, plugin, task, occurrence, node, state, lease_until, started_at) \
@@ -49,7 +39,7 @@ impl Store {
         .await?
         .rows_affected();
         if inserted == 1 {
-            return Ok(Claim::Ours);
+            return Ok(true);
         }
         let taken = sqlx::query(
             "UPDATE schedule_runs SET node = $5, lease_until = $6, started_at = $7 \
@@ -66,23 +56,7 @@ impl Store {
         .execute(self.pool())
         .await?
         .rows_affected();
-        if taken == 1 {
-            return Ok(Claim::Ours);
-        }
-        let state: Option<String> = sqlx::query_scalar(
-            "SELECT state FROM schedule_runs \
-             WHERE list = $1 AND plugin = $2 AND task = $3 AND occurrence = $4",
-        )
-        .bind(o.list)
-        .bind(o.plugin)
-        .bind(o.task)
-        .bind(o.key)
-        .fetch_optional(self.pool())
-        .await?;
-        Ok(match state.as_deref() {
-            Some("running") => Claim::Running,
-            _ => Claim::Finished,
-        })
+        Ok(taken == 1)
     }
 
     /// Extend `node`'s lease on an occurrence it runs; `false` when it is no longer its own.
