@@ -123,15 +123,23 @@ impl Store {
         let leased_by_intake = messages
             .iter()
             .all(|m| m.lease.as_ref().is_none_or(|(owner, _)| *owner == m.node));
-        if self.backend() == Backend::Sqlite
-            && messages.len() <= ROWS_PER_STATEMENT
-            && leased_by_intake
-        {
-            return insert_messages_statement(messages, true)
-                .execute(self.pool())
-                .await
-                .map(drop)
-                .map_err(Into::into);
+        if self.backend() == Backend::Sqlite && leased_by_intake {
+            // Statements of a few shapes only, so each stays prepared in sqlx's cache.
+            if messages.len() <= SQLITE_INSERT_ROWS {
+                return insert_messages_statement(messages, true)
+                    .execute(self.pool())
+                    .await
+                    .map(drop)
+                    .map_err(Into::into);
+            }
+            let mut tx = self.pool().begin().await?;
+            for chunk in messages.chunks(SQLITE_INSERT_ROWS) {
+                insert_messages_statement(chunk, true)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            return Ok(());
         }
         let mut tx = self.pool().begin().await?;
         for chunk in messages.chunks(ROWS_PER_STATEMENT) {
@@ -480,6 +488,9 @@ impl Store {
 
 /// Statements carry at most this many rows (SQLite allows 32,766 parameters).
 const ROWS_PER_STATEMENT: usize = 500;
+/// Messages per `INSERT` on SQLite: bigger groups are several statements in one
+/// transaction, so there are few distinct statements to prepare.
+const SQLITE_INSERT_ROWS: usize = 32;
 
 /// `$first, $first+1, ...`: `count` numbered parameters for an `IN (...)` list.
 pub(super) fn placeholders(first: usize, count: usize) -> String {
@@ -532,6 +543,13 @@ fn insert_messages_statement(
          raw, size, received_at, node{extra_col}, state) VALUES {}",
         values_list(messages.len(), cols, 1, "'stored'")
     );
+    // Both backends read `?`; PostgreSQL through sqlx's Any needs `$N`, so only the
+    // statements meant for SQLite (with `job_lease`) change.
+    let sql = if job_lease {
+        super::positional(sql)
+    } else {
+        sql
+    };
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
     for m in messages {
         q = q

@@ -153,6 +153,42 @@ impl Store {
     }
 }
 
+/// `$1 ... $N` rewritten to SQLite's anonymous `?` when each appears once and in order,
+/// else `sql` as it is. SQLite looks a named parameter up by walking a list of all of
+/// them, and sqlx asks for every parameter's name when it binds, so a statement of
+/// thousands of `$N` (a multi-row insert) costs quadratic time; `?` has no name to look
+/// up.
+pub(crate) fn positional(sql: String) -> String {
+    let bytes = sql.as_bytes();
+    let mut out = String::with_capacity(sql.len());
+    let mut expected = 1u64;
+    let mut i = 0;
+    let mut last = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'$' {
+            let digits = bytes[i + 1..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+            if digits > 0 {
+                let n: u64 = sql[i + 1..i + 1 + digits].parse().unwrap_or(0);
+                if n != expected {
+                    return sql;
+                }
+                expected += 1;
+                out.push_str(&sql[last..i]);
+                out.push('?');
+                i += 1 + digits;
+                last = i;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    out.push_str(&sql[last..]);
+    out
+}
+
 /// Milliseconds since the Unix epoch, the unit of every time column.
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -184,5 +220,15 @@ mod tests {
         );
         assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(super::redact("sqlite://x.db"), "sqlite://x.db");
+    }
+
+    #[test]
+    fn placeholders_become_positional_only_in_order() {
+        let p = |s: &str| super::positional(s.to_string());
+        assert_eq!(p("VALUES ($1, $2), ($3, 'x')"), "VALUES (?, ?), (?, 'x')");
+        assert_eq!(p("SET a = $2 WHERE b = $1"), "SET a = $2 WHERE b = $1");
+        assert_eq!(p("a = $1 OR b = $1"), "a = $1 OR b = $1");
+        assert_eq!(p("price $ 5"), "price $ 5");
+        assert_eq!(p("$1$2"), "??");
     }
 }
