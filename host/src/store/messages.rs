@@ -311,6 +311,7 @@ impl Store {
                  RETURNING message_id",
                 placeholders(2, chunk.len())
             );
+            let sql = self.numbered(sql);
             let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).bind(owner);
             for (job, _) in chunk {
                 q = q.bind(&job.message_id);
@@ -332,6 +333,7 @@ impl Store {
                  WHERE messages.id = v.column1 AND messages.state = 'stored' RETURNING messages.id",
                 values_list(ours.len(), 4, 2, "")
             );
+            let sql = self.numbered(sql);
             let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).bind(now);
             for (job, d) in &ours {
                 q = q

@@ -144,6 +144,15 @@ impl Store {
         }
     }
 
+    /// A statement whose `$N` run in order, in the cheapest form this backend binds
+    /// (see [`positional`]).
+    pub(crate) fn numbered(&self, sql: String) -> String {
+        match self.backend {
+            Backend::Sqlite => positional(sql),
+            Backend::Postgres => sql,
+        }
+    }
+
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
