@@ -2,15 +2,16 @@
 //! Postfix's smtp-source, to Roost on SQLite and on PostgreSQL, and in the same run to
 //! Postfix's smtp-sink (no storage: the limit of the SMTP dialogue here) and to a private
 //! Postfix instance that queues durably. A second pass with the same shape measures the
-//! latency of each message's final dot to its 250 with a small Rust client. Rates are the
-//! median of three smtp-source runs.
+//! latency of each message's final dot to its 250 with a small Rust client. All four
+//! targets run at once and are measured in turn, round after round, so a change in the
+//! machine's speed during the run (this 2-core machine's rates drift by a third between
+//! minutes) falls on every target alike; each rate is the median of its rounds.
 //!
 //! Run with `make bench` (it installs the peers and builds the plugins). Prints figures.
 
 mod common;
 
 use std::{
-    path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -34,13 +35,8 @@ struct Row {
     note: String,
 }
 
-/// smtp-source's rate for the whole load: the median of three runs (this machine's noise
-/// between runs is ±15%).
-fn throughput(addr: &str) -> f64 {
-    let mut runs: Vec<f64> = (0..3).map(|_| throughput_once(addr)).collect();
-    runs.sort_by(f64::total_cmp);
-    runs[1]
-}
+/// smtp-source runs per target; each rate is their median.
+const ROUNDS: usize = 5;
 
 fn throughput_once(addr: &str) -> f64 {
     let started = Instant::now();
@@ -113,18 +109,17 @@ async fn session(addr: &str, s: usize, count: usize) -> Vec<Duration> {
     out
 }
 
-async fn measure(name: &'static str, addr: &str, note: String) -> Row {
-    let per_sec = throughput(addr);
+/// p50 and p99 of the final-dot-to-250 latency, in ms.
+async fn latency_quantiles(addr: &str) -> (f64, f64) {
     let lat = latencies(addr).await;
     let pick =
         |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)].as_secs_f64() * 1e3;
-    Row {
-        name,
-        per_sec,
-        p50_ms: pick(0.50),
-        p99_ms: pick(0.99),
-        note,
-    }
+    (pick(0.50), pick(0.99))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 struct Roost {
@@ -170,28 +165,21 @@ async fn count_stored(url: &str) -> i64 {
     n
 }
 
-async fn roost_row(name: &'static str, db_url: &str, direct_url: impl Fn(&Path) -> String) -> Row {
-    let mut node = start_roost(db_url);
-    wait_listening(&node.addr).await;
-    let row = measure(name, &node.addr, String::new()).await;
-    let stored = count_stored(&direct_url(node.dir.path())).await;
+/// Stop a Roost node and check that every message it acknowledged is in its database.
+async fn stop_roost(mut node: Roost, url: &str) -> String {
+    let stored = count_stored(url).await;
     let _ = node.child.kill();
     let _ = node.child.wait();
+    let sent = (ROUNDS + 1) * MESSAGES;
     assert_eq!(
-        stored,
-        4 * MESSAGES as i64,
+        stored, sent as i64,
         "every acknowledged message is in the database"
     );
-    Row {
-        note: format!("{stored} stored, fsync'd before 250"),
-        ..row
-    }
+    format!("{stored} stored, fsync'd before 250")
 }
 
 #[tokio::main]
 async fn main() {
-    let mut rows = Vec::new();
-
     let sink_addr = format!("127.0.0.1:{}", free_port());
     let mut sink = Command::new(peer("SMTP_SINK"))
         .env("LD_LIBRARY_PATH", peer("POSTFIX_LIB"))
@@ -199,16 +187,6 @@ async fn main() {
         .spawn()
         .expect("smtp-sink");
     wait_listening(&sink_addr).await;
-    rows.push(
-        measure(
-            "Postfix smtp-sink (no storage)",
-            &sink_addr,
-            "SMTP dialogue only".into(),
-        )
-        .await,
-    );
-    let _ = sink.kill();
-    let _ = sink.wait();
 
     let pf_dir = tempfile::tempdir().unwrap();
     let pf_port = free_port();
@@ -219,36 +197,65 @@ async fn main() {
         .status()
         .expect("bench-postfix.sh");
     assert!(ok.success(), "cannot start the Postfix instance");
-    rows.push(
-        measure(
+
+    let sqlite = start_roost("sqlite://roost.db");
+    let sqlite_url = format!("sqlite://{}", sqlite.dir.path().join("roost.db").display());
+    let pg_name = format!("roost_t_bench_{}", std::process::id());
+    let pg_url = common::pg_create(&pg_name).await;
+    let pg = start_roost(&pg_url);
+    wait_listening(&sqlite.addr).await;
+    wait_listening(&pg.addr).await;
+
+    let targets: [(&'static str, String, &str); 4] = [
+        (
+            "Postfix smtp-sink (no storage)",
+            sink_addr.clone(),
+            "SMTP dialogue only",
+        ),
+        (
             "Postfix, durable queue",
-            &format!("127.0.0.1:{pf_port}"),
-            "queue fsync'd, then discarded".into(),
-        )
-        .await,
-    );
+            format!("127.0.0.1:{pf_port}"),
+            "queue fsync'd, then discarded",
+        ),
+        ("Roost, SQLite", sqlite.addr.clone(), ""),
+        ("Roost, PostgreSQL", pg.addr.clone(), ""),
+    ];
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
+    for round in 1..=ROUNDS {
+        eprintln!("round {round} of {ROUNDS}");
+        for (i, (_, addr, _)) in targets.iter().enumerate() {
+            rates[i].push(throughput_once(addr));
+        }
+    }
+    let mut rows = Vec::new();
+    for ((name, addr, note), rates) in targets.iter().zip(rates) {
+        let (p50_ms, p99_ms) = latency_quantiles(addr).await;
+        rows.push(Row {
+            name,
+            per_sec: median(rates),
+            p50_ms,
+            p99_ms,
+            note: note.to_string(),
+        });
+    }
+
+    rows[2].note = stop_roost(sqlite, &sqlite_url).await;
+    rows[3].note = stop_roost(pg, &pg_url).await;
+    common::pg_drop(&pg_name).await;
     let _ = Command::new(&script)
         .arg("stop")
         .arg(pf_dir.path())
         .status();
-
-    rows.push(
-        roost_row("Roost, SQLite", "sqlite://roost.db", |d| {
-            format!("sqlite://{}", d.join("roost.db").display())
-        })
-        .await,
-    );
-
-    let name = format!("roost_t_bench_{}", std::process::id());
-    let pg_url = common::pg_create(&name).await;
-    rows.push(roost_row("Roost, PostgreSQL", &pg_url, |_| pg_url.clone()).await);
-    common::pg_drop(&name).await;
+    let _ = sink.kill();
+    let _ = sink.wait();
 
     println!();
     println!(
-        "SMTP intake: {MESSAGES} messages of {SIZE} B over {SESSIONS} sessions (smtp-source);"
+        "SMTP intake: {MESSAGES} messages of {SIZE} B over {SESSIONS} sessions (smtp-source),"
     );
-    println!("latency = final dot to 250, same load from a Rust client.");
+    println!(
+        "median of {ROUNDS} rounds over all targets; latency = final dot to 250, same load from a Rust client."
+    );
     println!();
     println!(
         "{:<34} {:>9} {:>9} {:>9}  note",
