@@ -157,6 +157,7 @@ impl Store {
                 "INSERT INTO recipients (message_id, address, domain, seq, updated_at) VALUES {}",
                 values_list(chunk.len(), 5, 1, "")
             );
+            let sql = self.numbered(sql);
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for a in chunk {
                 let domain = a.rsplit_once('@').map_or("", |(_, d)| d).to_lowercase();
@@ -274,6 +275,7 @@ impl Store {
                  WHERE b.id IN ({}) ORDER BY r.id",
                 placeholders(1, chunk.len())
             );
+            let sql = self.numbered(sql);
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for b in chunk {
                 q = q.bind(b.id);
@@ -334,6 +336,7 @@ impl Store {
                  FROM (VALUES {}) AS v WHERE recipients.id = v.column1",
                 values_list(chunk.len(), 3, 2, "")
             );
+            let sql = self.numbered(sql);
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
             for r in chunk {
                 let (state, reply) = match &r.outcome {
