@@ -192,6 +192,10 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
     // The recorder ends when the last holder of the delivery is gone: the tasks above.
     drop(delivery);
 
+    // Handlers are in place before "ready" is said: a SIGTERM sent the moment a supervisor
+    // (or a test) reads that line must stop the node cleanly, not kill it.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
     let listen: Vec<String> = config
         .node
         .smtp
@@ -225,10 +229,9 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
         println!("  {}: {chain}", list.address);
     }
 
-    let mut term = signal(SignalKind::terminate())?;
     let mut lost = stopped.clone();
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
+        _ = interrupt.recv() => {},
         _ = term.recv() => {},
         // The node lost its name to another process (see `cluster::Membership::run`).
         _ = lost.changed() => {},
