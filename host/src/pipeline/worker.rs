@@ -128,10 +128,11 @@ impl Processor {
         // Leases taken a moment ago (a claim just now, or a hand-over of posts stored less
         // than a sixth of a lease ago) hold for the first round without a renewal: one
         // statement and one commit fewer per batch.
+        let now = now_ms();
         let mut fresh = leased_now
             || pending
                 .iter()
-                .all(|(_, m)| now_ms() - m.received_at < lease_ms / 6);
+                .all(|(_, m)| now - m.received_at < lease_ms / 6);
         while !pending.is_empty() {
             let round = if fresh {
                 fresh = false;

@@ -113,9 +113,9 @@ pub struct Decision {
 
 impl Store {
     /// Commit a group of messages, and a `process` job for each, atomically: on SQLite in
-    /// one statement, on PostgreSQL in one transaction of two (each statement is a round
-    /// trip to the database, which costs more than the rows). Nothing is acknowledged
-    /// before this returns `Ok`.
+    /// one statement per 32 messages, on PostgreSQL in one transaction of two statements
+    /// (each statement is a round trip to the database, which costs more than the rows).
+    /// Nothing is acknowledged before this returns `Ok`.
     pub async fn insert_messages(&self, messages: &[NewMessage]) -> Result<()> {
         // SQLite: the jobs are written by a trigger (migration 0009), so a group costs one
         // round trip to sqlx's connection thread instead of four (BEGIN, two INSERTs,
@@ -123,35 +123,75 @@ impl Store {
         let leased_by_intake = messages
             .iter()
             .all(|m| m.lease.as_ref().is_none_or(|(owner, _)| *owner == m.node));
-        if self.backend() == Backend::Sqlite && leased_by_intake {
-            // Statements of a few shapes only, so each stays prepared in sqlx's cache.
-            if messages.len() <= SQLITE_INSERT_ROWS {
-                return insert_messages_statement(messages, true)
-                    .execute(self.pool())
-                    .await
-                    .map(drop)
-                    .map_err(Into::into);
-            }
-            let mut tx = self.pool().begin().await?;
-            for chunk in messages.chunks(SQLITE_INSERT_ROWS) {
-                insert_messages_statement(chunk, true)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-            return Ok(());
+        let by_trigger = self.backend() == Backend::Sqlite && leased_by_intake;
+        // SQLite keeps to a few statement shapes, so each stays prepared in sqlx's cache.
+        let rows = if by_trigger {
+            SQLITE_INSERT_ROWS
+        } else {
+            ROWS_PER_STATEMENT
+        };
+        if by_trigger && messages.len() <= rows {
+            return self
+                .insert_messages_statement(messages, true)
+                .execute(self.pool())
+                .await
+                .map(drop)
+                .map_err(Into::into);
         }
         let mut tx = self.pool().begin().await?;
-        for chunk in messages.chunks(ROWS_PER_STATEMENT) {
-            insert_messages_statement(chunk, false)
+        for chunk in messages.chunks(rows) {
+            self.insert_messages_statement(chunk, by_trigger)
                 .execute(&mut *tx)
                 .await?;
-            // Every kind gets a `process` job (bounce mail is parsed there into bounces).
-            let posts: Vec<&NewMessage> = chunk.iter().collect();
-            insert_process_jobs(&mut tx, &posts).await?;
+            if !by_trigger {
+                // Every kind gets a `process` job (bounce mail is parsed there into bounces).
+                let posts: Vec<&NewMessage> = chunk.iter().collect();
+                insert_process_jobs(&mut tx, &posts).await?;
+            }
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// `INSERT INTO messages` for `messages`, in state `stored`. With `job_lease`, each row
+    /// also carries its `process` job's lease for SQLite's trigger (migration 0009): the
+    /// lease's end, or 0 when the job is not leased.
+    fn insert_messages_statement<'m>(
+        &self,
+        messages: &'m [NewMessage],
+        job_lease: bool,
+    ) -> sqlx::query::Query<'m, sqlx::Any, sqlx::any::AnyArguments> {
+        let (cols, extra_col) = if job_lease {
+            (13, ", job_lease")
+        } else {
+            (12, "")
+        };
+        let sql = format!(
+            "INSERT INTO messages (id, list, kind, token, mail_from, rcpt_to, client_ip, helo, \
+             raw, size, received_at, node{extra_col}, state) VALUES {}",
+            values_list(messages.len(), cols, 1, "'stored'")
+        );
+        let sql = self.numbered(sql);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for m in messages {
+            q = q
+                .bind(&m.id)
+                .bind(&m.list)
+                .bind(m.kind.as_str())
+                .bind(&m.token)
+                .bind(&m.mail_from)
+                .bind(m.rcpt_to.join("\n"))
+                .bind(&m.client_ip)
+                .bind(&m.helo)
+                .bind(&m.raw)
+                .bind(m.raw.len() as i64)
+                .bind(m.received_at)
+                .bind(&m.node);
+            if job_lease {
+                q = q.bind(m.lease.as_ref().map_or(0, |(_, until)| *until));
+            }
+        }
+        q
     }
 
     /// Lease up to `limit` ready jobs of `kind` for `owner` until `lease_until`. A job whose
@@ -526,52 +566,6 @@ pub(super) fn values_list(rows: usize, cols: usize, first: usize, tail: &str) ->
         out.push(')');
     }
     out
-}
-
-/// `INSERT INTO messages` for `messages`, in state `stored`. With `job_lease`, each row
-/// also carries its `process` job's lease for SQLite's trigger (migration 0009): the
-/// lease's end, or 0 when the job is not leased.
-fn insert_messages_statement(
-    messages: &[NewMessage],
-    job_lease: bool,
-) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
-    let (cols, extra_col) = if job_lease {
-        (13, ", job_lease")
-    } else {
-        (12, "")
-    };
-    let sql = format!(
-        "INSERT INTO messages (id, list, kind, token, mail_from, rcpt_to, client_ip, helo, \
-         raw, size, received_at, node{extra_col}, state) VALUES {}",
-        values_list(messages.len(), cols, 1, "'stored'")
-    );
-    // Both backends read `?`; PostgreSQL through sqlx's Any needs `$N`, so only the
-    // statements meant for SQLite (with `job_lease`) change.
-    let sql = if job_lease {
-        super::positional(sql)
-    } else {
-        sql
-    };
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for m in messages {
-        q = q
-            .bind(&m.id)
-            .bind(&m.list)
-            .bind(m.kind.as_str())
-            .bind(&m.token)
-            .bind(&m.mail_from)
-            .bind(m.rcpt_to.join("\n"))
-            .bind(&m.client_ip)
-            .bind(&m.helo)
-            .bind(&m.raw)
-            .bind(m.raw.len() as i64)
-            .bind(m.received_at)
-            .bind(&m.node);
-        if job_lease {
-            q = q.bind(m.lease.as_ref().map_or(0, |(_, until)| *until));
-        }
-    }
-    q
 }
 
 /// The `process` jobs of new posts, leased to the intake node where it asked for that.
