@@ -2,10 +2,7 @@
 //! connection, each copy filled from the template, edited by `on-deliver` plugins where a
 //! list has them, signed, and paced by the domain's rate limit.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, Ordering},
-};
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tracing::Instrument;
@@ -13,6 +10,7 @@ use tracing::Instrument;
 use super::{
     Delivery,
     client::{ClientError, Connection},
+    leases::Lease,
     prepare::Prepared,
     recorder::Record,
     route::RouteError,
@@ -35,7 +33,7 @@ impl Delivery {
     pub(super) async fn send_batch(
         self: Arc<Self>,
         batch: Batch,
-        cancelled: Arc<AtomicBool>,
+        lease: Arc<Lease>,
         recipients: Option<Vec<Recipient>>,
     ) {
         let span = tracing::info_span!(
@@ -47,7 +45,7 @@ impl Delivery {
         );
         let tx = self.recorder.clone();
         let end = self
-            .run_batch(&batch, &cancelled, &tx, recipients)
+            .run_batch(&batch, &lease, &tx, recipients)
             .instrument(span)
             .await;
         let _ = tx.send(Record::End(end)).await;
@@ -56,7 +54,7 @@ impl Delivery {
     async fn run_batch(
         &self,
         batch: &Batch,
-        cancelled: &AtomicBool,
+        lease: &Lease,
         tx: &mpsc::Sender<Record>,
         preloaded: Option<Vec<Recipient>>,
     ) -> BatchEnd {
@@ -151,8 +149,9 @@ impl Delivery {
         let mut i = 0;
         while i < recipients.len() {
             let r = &recipients[i];
-            if cancelled.load(Ordering::Relaxed) {
-                // The lease went to another node (or we are stopping): the rest is theirs.
+            if !lease.may_send().await {
+                // The lease went to another node, ran out, or we are stopping: the rest is
+                // given back.
                 tracing::info!(left = recipients.len() - i, "batch given up: lease lost");
                 break;
             }
@@ -236,7 +235,7 @@ impl Delivery {
         drop(session);
         match deferred {
             Some(reply) => retry(reply),
-            None if cancelled.load(Ordering::Relaxed) => BatchEnd {
+            None if lease.stopped() => BatchEnd {
                 batch: batch.id,
                 retry_at: Some(now_ms()),
                 last_reply: None,

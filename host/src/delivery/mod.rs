@@ -12,6 +12,7 @@ mod batch;
 pub mod client;
 pub mod compose;
 pub mod dkim;
+mod leases;
 mod limits;
 mod pool;
 mod prepare;
@@ -22,10 +23,10 @@ pub mod template;
 use std::{
     collections::HashMap,
     sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
+        Arc,
+        atomic::{AtomicUsize, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use tokio::sync::{Notify, mpsc, watch};
@@ -61,8 +62,10 @@ pub struct Delivery {
     recorder: mpsc::Sender<recorder::Record>,
     keys: TokenKey,
     public_url: String,
-    /// Batches this node is sending, with the flag that stops one whose lease was lost.
-    inflight: Mutex<HashMap<i64, Arc<AtomicBool>>>,
+    /// The batches this node holds: sending, or sent and waiting for their end's record.
+    leases: Arc<leases::Leases>,
+    /// Batch tasks running.
+    sending: AtomicUsize,
     /// Woken when this node's processors accepted posts (or queued notices).
     pub wake: Arc<Notify>,
     /// Woken when a batch ends (room for more).
@@ -105,7 +108,13 @@ impl Delivery {
         let router = Arc::new(route::Router::new(&node.delivery));
         let limits = limits::Limits::new(&node.delivery, store.clone(), &node.name, node.lease);
         let (tx, rx) = mpsc::channel(4_096);
-        let recorder = crate::spawn(recorder::run(store.clone(), node.name.clone(), rx));
+        let leases = Arc::new(leases::Leases::new(node.lease));
+        let recorder = crate::spawn(recorder::run(
+            store.clone(),
+            node.name.clone(),
+            leases.clone(),
+            rx,
+        ));
         let delivery = Delivery {
             preparer: prepare::Preparer::new(
                 store.clone(),
@@ -133,7 +142,8 @@ impl Delivery {
             recorder: tx,
             keys,
             public_url: node.http.public_url.clone(),
-            inflight: Mutex::new(HashMap::new()),
+            leases,
+            sending: AtomicUsize::new(0),
             wake: Arc::new(Notify::new()),
             batch_done: Notify::new(),
         };
@@ -163,7 +173,7 @@ impl Delivery {
                 self.notices().await;
                 housekeeping = false;
             }
-            let inflight = self.inflight_count();
+            let inflight = self.sending.load(Ordering::Relaxed);
             let concurrency = self.config.concurrency as usize;
             let free = concurrency.saturating_sub(inflight);
             // A dead node's batches are taken as soon as its lease lapses, beyond this
@@ -183,6 +193,7 @@ impl Delivery {
             };
             if let Some(orphans) = want {
                 let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(30_000);
+                let claimed_at = Instant::now();
                 let result = if orphans {
                     self.store
                         .claim_orphans(&self.node, lease_ms, asked as u32)
@@ -207,17 +218,12 @@ impl Delivery {
                         for b in batches {
                             let recipients =
                                 loaded.as_mut().map(|l| l.remove(&b.id).unwrap_or_default());
-                            let flag = Arc::new(AtomicBool::new(false));
-                            if let Ok(mut inflight) = self.inflight.lock() {
-                                inflight.insert(b.id, flag.clone());
-                            }
+                            let lease = self.leases.hold(b.id, claimed_at);
                             let me = self.clone();
+                            self.sending.fetch_add(1, Ordering::Relaxed);
                             let job = async move {
-                                let id = b.id;
-                                me.clone().send_batch(b, flag, recipients).await;
-                                if let Ok(mut inflight) = me.inflight.lock() {
-                                    inflight.remove(&id);
-                                }
+                                me.clone().send_batch(b, lease, recipients).await;
+                                me.sending.fetch_sub(1, Ordering::Relaxed);
                                 me.batch_done.notify_one();
                             };
                             tasks.spawn(tracing::Instrument::in_current_span(job));
@@ -247,18 +253,15 @@ impl Delivery {
             }
         }
         // Stopping: in-flight batches stop after their current copy and give the rest back.
-        if let Ok(inflight) = self.inflight.lock() {
-            for flag in inflight.values() {
-                flag.store(true, Ordering::Relaxed);
-            }
-        }
+        // Their leases are renewed until the recorder has written their ends.
+        self.leases.stop_all();
         while tasks.join_next().await.is_some() {}
+        let deadline = Instant::now() + self.lease;
+        while !self.leases.is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         renewer.abort();
         self.pool.close().await;
-    }
-
-    fn inflight_count(&self) -> usize {
-        self.inflight.lock().map_or(0, |m| m.len())
     }
 
     /// Expand the `deliver` jobs of newly accepted (or approved) posts into batches.
@@ -331,50 +334,32 @@ impl Delivery {
         })
     }
 
-    /// Renew the leases of batches in flight every third of a lease; stop any that were
-    /// lost (another node has them now).
+    /// Renew the leases of the batches this node holds every third of a lease; stop any
+    /// that were lost (another node has them now). A renewal that is late or fails needs
+    /// nothing more: each batch stops sending on its own before its lease could lapse.
     async fn renew_leases(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(30_000);
-        let mut renewed = std::time::Instant::now();
+        let mut stopping = false;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(self.lease / 3) => {}
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed(), if !stopping => {
+                    // Batches still waiting for their end's record stay ours until then.
+                    stopping = true;
+                    continue;
+                }
             }
             if let Err(e) = self.store.renew_session_slots(&self.node, lease_ms).await {
                 tracing::warn!(error = %e, "cannot renew session slots");
             }
-            let ids: Vec<i64> = match self.inflight.lock() {
-                Ok(m) => m.keys().copied().collect(),
-                Err(_) => continue,
-            };
+            let ids = self.leases.ids();
             if ids.is_empty() {
-                renewed = std::time::Instant::now();
                 continue;
             }
+            let asked = Instant::now();
             match self.store.renew_batches(&self.node, &ids, lease_ms).await {
-                Ok(held) => {
-                    renewed = std::time::Instant::now();
-                    if let Ok(m) = self.inflight.lock() {
-                        for (id, flag) in m.iter() {
-                            if ids.contains(id) && !held.contains(id) {
-                                flag.store(true, Ordering::Relaxed);
-                            }
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot renew batch leases");
-                    // Past two thirds of a lease without a renewal, another node may take
-                    // these batches soon: stop sending them rather than send twice.
-                    if renewed.elapsed() > self.lease * 2 / 3
-                        && let Ok(m) = self.inflight.lock()
-                    {
-                        for flag in m.values() {
-                            flag.store(true, Ordering::Relaxed);
-                        }
-                    }
-                }
+                Ok(kept) => self.leases.renewed(&ids, &kept, asked),
+                Err(e) => tracing::warn!(error = %e, "cannot renew batch leases"),
             }
         }
     }

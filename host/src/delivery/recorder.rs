@@ -3,10 +3,11 @@
 //! database within about `FLUSH` of its reply, so a node killed mid-fan-out repeats only
 //! the copies of that last moment, and the database sees one commit for many copies.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use tokio::sync::mpsc;
 
+use super::leases::Leases;
 use crate::store::{BatchEnd, DeliveryResult, Outcome, Store};
 
 const FLUSH: Duration = Duration::from_millis(50);
@@ -19,7 +20,8 @@ pub enum Record {
 }
 
 /// Run until every sender is dropped, then write what is left.
-pub async fn run(store: Store, node: String, mut rx: mpsc::Receiver<Record>) {
+/// A batch whose end is written is released from `leases`.
+pub async fn run(store: Store, node: String, leases: Arc<Leases>, mut rx: mpsc::Receiver<Record>) {
     let mut results = Vec::new();
     let mut ends = Vec::new();
     let mut open = true;
@@ -48,7 +50,7 @@ pub async fn run(store: Store, node: String, mut rx: mpsc::Receiver<Record>) {
             Ok(()) => {
                 count(&results);
                 results.clear();
-                ends.clear();
+                leases.release(ends.drain(..).map(|e| e.batch));
             }
             Err(e) => {
                 // Keep them: the copies were sent, and recording them is what stops a

@@ -83,6 +83,14 @@ impl Node {
         self.dir.path().join("roost.toml")
     }
 
+    /// Give the node a lease other than the tests' 2 s (before `start`).
+    pub fn set_lease(&self, lease: &str) {
+        let text = std::fs::read_to_string(self.config()).unwrap();
+        let changed = text.replace("lease = \"2s\"", &format!("lease = \"{lease}\""));
+        assert_ne!(text, changed, "no lease in the config");
+        std::fs::write(self.config(), changed).unwrap();
+    }
+
     /// Start `roost serve` and wait until it says it is ready.
     pub fn start(&mut self) {
         let stderr = match self.log_filter {
