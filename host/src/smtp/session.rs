@@ -50,6 +50,8 @@ enum Line {
 struct Transaction {
     mail_from: String,
     targets: Vec<(String, Target)>,
+    /// Counted by the spool while under way: its writer may wait for this message.
+    open: crate::store::spool::Open,
 }
 
 pub(super) struct Session<'a, S> {
@@ -192,6 +194,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                     self.tx = Some(Transaction {
                         mail_from: from.address.into_owned(),
                         targets: Vec::new(),
+                        open: self.intake.spool.open(),
                     });
                     self.send(reply::SENDER_OK);
                 }
@@ -323,7 +326,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                         m.lease = Some((self.intake.node.clone(), *until));
                     }
                 }
-                match self.intake.spool.commit(messages).await {
+                match self.intake.spool.commit(messages, tx.open).await {
                     Ok(stored) => {
                         if let Some((permits, _)) = handover {
                             for (permit, post) in permits.zip(stored) {

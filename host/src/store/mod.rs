@@ -18,7 +18,7 @@ mod notices;
 mod reports;
 mod schedules;
 mod settings;
-mod spool;
+pub mod spool;
 mod stats;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
