@@ -5,7 +5,9 @@
 //! latency of each message's final dot to its 250 with a small Rust client. All four
 //! targets run at once and are measured in turn, round after round, so a change in the
 //! machine's speed during the run (this 2-core machine's rates drift by a third between
-//! minutes) falls on every target alike; each rate is the median of its rounds.
+//! minutes) falls on every target alike; each rate is the median of its rounds. Before each
+//! measurement the machine is let go quiet, so no target's work after its 250s (Postfix
+//! discarding its queue, Roost processing its posts) slows the target measured next.
 //!
 //! Run with `make bench` (it installs the peers and builds the plugins). Prints figures.
 
@@ -55,6 +57,34 @@ fn throughput_once(addr: &str) -> f64 {
         .expect("smtp-source");
     assert!(status.success(), "smtp-source failed against {addr}");
     MESSAGES as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Wait until the machine is quiet: what a target does after its 250s (Postfix's queue
+/// manager discarding its queue, Roost processing its posts) must not be charged to the
+/// target measured next. Up to a minute; a busy share under 10% of all cores counts as quiet.
+fn settle() {
+    fn ticks() -> Option<(u64, u64)> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let cpu: Vec<u64> = stat
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        let idle = cpu.get(3)? + cpu.get(4).unwrap_or(&0);
+        Some((cpu.iter().sum(), idle))
+    }
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        let Some((t0, i0)) = ticks() else { return };
+        std::thread::sleep(Duration::from_millis(300));
+        let Some((t1, i1)) = ticks() else { return };
+        let (total, idle) = (t1.saturating_sub(t0), i1.saturating_sub(i0));
+        if total > 0 && (total - idle) * 10 < total {
+            return;
+        }
+    }
 }
 
 /// Final-dot-to-250 latency of every message, same load shape.
@@ -224,11 +254,13 @@ async fn main() {
     for round in 1..=ROUNDS {
         eprintln!("round {round} of {ROUNDS}");
         for (i, (_, addr, _)) in targets.iter().enumerate() {
+            settle();
             rates[i].push(throughput_once(addr));
         }
     }
     let mut rows = Vec::new();
     for ((name, addr, note), rates) in targets.iter().zip(rates) {
+        settle();
         let (p50_ms, p99_ms) = latency_quantiles(addr).await;
         rows.push(Row {
             name,
