@@ -96,10 +96,10 @@ async fn writer(
             let mut rx = rx.lock().await;
             let Some(first) = rx.recv().await else { return };
             let deadline = tokio::time::Instant::now() + gather;
-            // The transactions under way now (besides this one): their messages are the
-            // ones worth waiting for; those begun later wait for the next group. One that
-            // is given up (RSET, a client gone) costs at most the window.
-            let expected = 1 + open.load(Ordering::Relaxed);
+            // This message, those already waiting, and the transactions under way now: their
+            // messages are the ones worth waiting for; those begun later wait for the next
+            // group. One that is given up (RSET, a client gone) costs at most the window.
+            let expected = 1 + rx.len() + open.load(Ordering::Relaxed);
             let mut bytes: usize = first.messages.iter().map(|m| m.raw.len()).sum();
             let mut group = vec![first];
             while group.len() < MAX_GROUP && bytes < MAX_GROUP_BYTES {
