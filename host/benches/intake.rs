@@ -85,6 +85,7 @@ fn settle() {
             return;
         }
     }
+    eprintln!("the machine did not go quiet within a minute; measuring anyway");
 }
 
 /// Final-dot-to-250 latency of every message, same load shape.

@@ -27,7 +27,8 @@ const PROCESSORS: usize = 2;
 /// database for a claim instead.
 const LOCAL_QUEUE: usize = 10_000;
 /// How long SQLite's intake writer may wait for messages of SMTP transactions under way
-/// (`store::spool`): measured back to back, 1 ms made groups bigger and intake ~20% faster.
+/// (`store::spool`): measured back to back, 1 ms took groups from ~3.8 to ~7 messages and
+/// intake from ~3,400 to ~3,700 msg/s with 11% less CPU; 2 and 4 ms made groups no bigger.
 const GATHER: std::time::Duration = std::time::Duration::from_millis(1);
 
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {

@@ -11,7 +11,7 @@ use std::{
     collections::{HashMap, HashSet},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -21,12 +21,17 @@ const RECHECK: Duration = Duration::from_millis(20);
 
 pub struct Leases {
     lease: Duration,
+    /// What every lease's end is counted from.
+    epoch: Instant,
     held: Mutex<HashMap<i64, Arc<Lease>>>,
 }
 
+/// Read before every copy: atomics, no lock.
 pub struct Lease {
     stopped: AtomicBool,
-    until: Mutex<Instant>,
+    /// The lease's end, in µs after `epoch`.
+    until: AtomicU64,
+    epoch: Instant,
     margin: Duration,
 }
 
@@ -34,6 +39,7 @@ impl Leases {
     pub fn new(lease: Duration) -> Leases {
         Leases {
             lease,
+            epoch: Instant::now(),
             held: Mutex::new(HashMap::new()),
         }
     }
@@ -42,7 +48,8 @@ impl Leases {
     pub fn hold(&self, batch: i64, asked: Instant) -> Arc<Lease> {
         let lease = Arc::new(Lease {
             stopped: AtomicBool::new(false),
-            until: Mutex::new(asked + self.lease),
+            until: AtomicU64::new(micros(self.epoch, asked + self.lease)),
+            epoch: self.epoch,
             margin: self.lease / 3,
         });
         if let Ok(mut held) = self.held.lock() {
@@ -103,15 +110,12 @@ impl Lease {
     }
 
     fn until(&self) -> Instant {
-        self.until.lock().map_or_else(|_| Instant::now(), |u| *u)
+        self.epoch + Duration::from_micros(self.until.load(Ordering::Relaxed))
     }
 
     fn extend(&self, to: Instant) {
-        if let Ok(mut u) = self.until.lock()
-            && to > *u
-        {
-            *u = to;
-        }
+        self.until
+            .fetch_max(micros(self.epoch, to), Ordering::Relaxed);
     }
 
     /// Whether the next copy may go out: at once while a third of the lease is left; after
@@ -134,6 +138,10 @@ impl Lease {
             tokio::time::sleep(RECHECK.min(until - now)).await;
         }
     }
+}
+
+fn micros(epoch: Instant, at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(epoch).as_micros()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

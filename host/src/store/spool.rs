@@ -70,11 +70,14 @@ impl Spool {
     /// Store the messages of the transaction `open` durably; `Ok` (with the messages back)
     /// only after they are committed.
     pub async fn commit(&self, messages: Vec<NewMessage>, open: Open) -> Result<Vec<NewMessage>> {
-        let (done, wait) = oneshot::channel();
-        let sent = self.tx.send(Submission { messages, done }).await;
-        // Only now: a writer that saw the transaction open finds its message waiting.
+        // Uncounted before it is queued: a writer that takes this very message must not
+        // count it as still under way too, and wait for it a second time.
         drop(open);
-        sent.map_err(|_| StoreError::Invalid("the spool is shut down".into()))?;
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Submission { messages, done })
+            .await
+            .map_err(|_| StoreError::Invalid("the spool is shut down".into()))?;
         match wait.await {
             Ok(Ok(messages)) => Ok(messages),
             Ok(Err(e)) => Err(StoreError::Invalid(e)),
@@ -100,10 +103,15 @@ async fn writer(
             // messages are the ones worth waiting for; those begun later wait for the next
             // group. One that is given up (RSET, a client gone) costs at most the window.
             let expected = 1 + rx.len() + open.load(Ordering::Relaxed);
-            let mut bytes: usize = first.messages.iter().map(|m| m.raw.len()).sum();
-            let mut group = vec![first];
-            while group.len() < MAX_GROUP && bytes < MAX_GROUP_BYTES {
-                let next = match rx.try_recv() {
+            let (mut group, mut bytes) = (Vec::new(), 0);
+            let mut next = Some(first);
+            while let Some(s) = next {
+                bytes += s.messages.iter().map(|m| m.raw.len()).sum::<usize>();
+                group.push(s);
+                if group.len() >= MAX_GROUP || bytes >= MAX_GROUP_BYTES {
+                    break;
+                }
+                next = match rx.try_recv() {
                     Ok(s) => Some(s),
                     Err(_) if !gather.is_zero() && group.len() < expected => {
                         tokio::time::timeout_at(deadline, rx.recv())
@@ -113,9 +121,6 @@ async fn writer(
                     }
                     Err(_) => None,
                 };
-                let Some(s) = next else { break };
-                bytes += s.messages.iter().map(|m| m.raw.len()).sum::<usize>();
-                group.push(s);
             }
             group
         };
