@@ -199,7 +199,8 @@ mod tests {
     async fn a_lone_transaction_is_committed_without_waiting() {
         let (_dir, store) = store().await;
         // A window no test could sit out: only the rule "nothing else is under way" can
-        // let this commit return.
+        // let this commit return. On this one-thread runtime the writer runs only after
+        // the count has dropped (on the node's, see `Spool::commit`).
         let spool = Spool::start(store, 1, Duration::from_secs(600));
         let open = spool.open();
         let done = tokio::time::timeout(
