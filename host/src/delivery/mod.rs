@@ -24,7 +24,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU32, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -43,8 +43,14 @@ pub use prepare::PrepareError;
 
 /// How often an idle node looks for work (other nodes' posts, retries that came due).
 const POLL: Duration = Duration::from_millis(250);
-/// `deliver` jobs (posts to expand) taken at once.
-const EXPAND: u32 = 16;
+/// Posts expanded in one transaction at most, and about how many recipients such a
+/// transaction should write: a burst of posts to small lists is one commit, not one per
+/// post, while posts to big lists go a few at a time so that no transaction holds SQLite's
+/// single writer (and with it intake's commits) for long.
+const EXPAND: u32 = 256;
+const EXPAND_RECIPIENTS: u64 = 20_000;
+/// One expansion pass stops after this long, so sending is not held up by a backlog.
+const EXPAND_PASS: Duration = Duration::from_millis(200);
 
 pub struct Delivery {
     store: Store,
@@ -66,6 +72,9 @@ pub struct Delivery {
     leases: Arc<leases::Leases>,
     /// Batch tasks running.
     sending: AtomicUsize,
+    /// Posts the next expansion takes at once, from the recipients per post the last one
+    /// saw (a sizing hint only: the claim itself is in the database).
+    expand_limit: AtomicU32,
     /// Woken when this node's processors accepted posts (or queued notices).
     pub wake: Arc<Notify>,
     /// Woken when a batch ends (room for more).
@@ -144,6 +153,7 @@ impl Delivery {
             public_url: node.http.public_url.clone(),
             leases,
             sending: AtomicUsize::new(0),
+            expand_limit: AtomicU32::new(16),
             wake: Arc::new(Notify::new()),
             batch_done: Notify::new(),
         };
@@ -266,31 +276,35 @@ impl Delivery {
 
     /// Expand the `deliver` jobs of newly accepted (or approved) posts into batches.
     async fn expand(&self) {
-        let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(30_000);
-        let jobs = match self
-            .store
-            .claim_jobs("deliver", &self.node, lease_ms, EXPAND)
-            .await
-        {
-            Ok(jobs) => jobs,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot claim posts to deliver");
-                return;
-            }
-        };
-        for job in jobs {
-            match self
+        let started = Instant::now();
+        loop {
+            let limit = self.expand_limit.load(Ordering::Relaxed);
+            let (posts, recipients) = match self
                 .store
-                .expand_post(&self.node, &job.message_id, self.config.batch_size)
+                .expand_posts(limit, self.config.batch_size)
                 .await
             {
-                Ok(Some(n)) => {
-                    tracing::info!(post = %job.message_id, recipients = n, "fan-out queued")
-                }
-                Ok(None) => {}
+                Ok(done) => done,
                 Err(e) => {
-                    tracing::warn!(post = %job.message_id, error = %e, "cannot expand post; will retry")
+                    tracing::warn!(error = %e, "cannot expand posts for delivery; will retry");
+                    return;
                 }
+            };
+            let Some(first) = posts.first() else { return };
+            let per_post = recipients / posts.len() as u64;
+            let next = (EXPAND_RECIPIENTS / per_post.max(1)).clamp(1, u64::from(EXPAND));
+            self.expand_limit.store(next as u32, Ordering::Relaxed);
+            for post in &posts[1..] {
+                tracing::debug!(%post, "post expanded for delivery");
+            }
+            tracing::info!(
+                posts = posts.len(),
+                recipients,
+                %first,
+                "fan-out queued"
+            );
+            if posts.len() < limit as usize || started.elapsed() > EXPAND_PASS {
+                return;
             }
         }
     }

@@ -95,51 +95,74 @@ pub struct PostForDelivery {
 }
 
 impl Store {
-    /// Turn a post's `deliver` job into recipients and batches, in one transaction with the
-    /// job's removal, so a post is expanded exactly once even when two nodes race. Returns
-    /// the number of recipients, or `None` when the job is not (or no longer) this node's.
-    pub async fn expand_post(
-        &self,
-        owner: &str,
-        message_id: &str,
-        batch_size: u32,
-    ) -> Result<Option<u64>> {
+    /// Take up to `limit` posts' `deliver` jobs and turn them into recipients and batches,
+    /// all in one transaction with the jobs' removal: a post is expanded exactly once even
+    /// when nodes race (PostgreSQL's `SKIP LOCKED` gives each claimer other jobs; a node
+    /// that dies mid-way rolls back and leaves them), and a burst of posts costs one commit,
+    /// not one each. Returns the posts expanded and their recipients in all.
+    pub async fn expand_posts(&self, limit: u32, batch_size: u32) -> Result<(Vec<String>, u64)> {
+        let now = now_ms();
         let mut tx = self.pool().begin().await?;
-        let taken = sqlx::query(
-            "DELETE FROM jobs WHERE message_id = $1 AND kind = 'deliver' AND lease_owner = $2",
-        )
-        .bind(message_id)
-        .bind(owner)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if taken == 0 {
-            return Ok(None);
+        // A job leased by a node of an older version (which expanded with a lease) is left
+        // to it until the lease runs out.
+        let claim = match self.backend() {
+            Backend::Postgres => {
+                "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE kind = 'deliver' \
+                 AND run_after <= $1 AND lease_until < $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                 RETURNING message_id"
+            }
+            Backend::Sqlite => {
+                "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE kind = 'deliver' \
+                 AND run_after <= $1 AND lease_until < $1 ORDER BY id LIMIT $2) \
+                 RETURNING message_id"
+            }
+        };
+        let posts: Vec<String> = sqlx::query_scalar(claim)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?;
+        if posts.is_empty() {
+            tx.rollback().await?;
+            return Ok((posts, 0));
         }
         let domain = match self.backend() {
-            Backend::Sqlite => "substr(address_key, instr(address_key, '@') + 1)",
-            Backend::Postgres => "split_part(address_key, '@', 2)",
+            Backend::Sqlite => "substr(mb.address_key, instr(mb.address_key, '@') + 1)",
+            Backend::Postgres => "split_part(mb.address_key, '@', 2)",
         };
-        // The batch number comes from the row's rank within its domain: all in the
-        // database, with no member list travelling to this node.
+        // The batch number comes from the row's rank within its post and domain: all in
+        // the database, with no member list travelling to this node.
+        let ids = placeholders(3, posts.len());
         let sql = format!(
             "INSERT INTO recipients (message_id, member_id, address, domain, seq, updated_at) \
-             SELECT $1, id, address, {domain}, \
-                    (ROW_NUMBER() OVER (PARTITION BY {domain} ORDER BY id) - 1) / $2, $3 \
-             FROM members WHERE status = 'enabled' \
-             AND list = (SELECT list FROM messages WHERE id = $1)"
+             SELECT m.id, mb.id, mb.address, {domain}, \
+                    (ROW_NUMBER() OVER (PARTITION BY m.id, {domain} ORDER BY mb.id) - 1) / $1, $2 \
+             FROM messages m JOIN members mb ON mb.list = m.list AND mb.status = 'enabled' \
+             WHERE m.id IN ({ids})"
         );
-        let now = now_ms();
-        let count = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(message_id)
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(self.numbered(sql)))
             .bind(i64::from(batch_size))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        insert_batches(&mut tx, message_id, now).await?;
+            .bind(now);
+        for id in &posts {
+            q = q.bind(id);
+        }
+        let recipients = q.execute(&mut *tx).await?.rows_affected();
+        if recipients > 0 {
+            let sql = format!(
+                "INSERT INTO batches (message_id, domain, seq, run_after, created_at) \
+                 SELECT DISTINCT message_id, domain, seq, $1, $2 FROM recipients \
+                 WHERE message_id IN ({ids})"
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(self.numbered(sql)))
+                .bind(now)
+                .bind(now);
+            for id in &posts {
+                q = q.bind(id);
+            }
+            q.execute(&mut *tx).await?;
+        }
         tx.commit().await?;
-        Ok(Some(count))
+        Ok((posts, recipients))
     }
 
     /// Queue a message to explicit addresses (notices): recipients and batches at once.

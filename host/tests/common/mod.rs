@@ -40,6 +40,13 @@ pub struct TestDb {
     _dir: Option<tempfile::TempDir>,
 }
 
+// A `move` block captures only the fields it names (edition 2021 on), so a test body that
+// uses `db.store` alone would drop `_dir` (and delete the SQLite file's directory) as it
+// starts. A type with `Drop` is captured whole.
+impl Drop for TestDb {
+    fn drop(&mut self) {}
+}
+
 pub async fn sqlite() -> TestDb {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("roost.db").display());
