@@ -279,17 +279,14 @@ impl Delivery {
         let started = Instant::now();
         loop {
             let limit = self.expand_limit.load(Ordering::Relaxed);
-            let (posts, recipients) = match self
-                .store
-                .expand_posts(limit, self.config.batch_size)
-                .await
-            {
-                Ok(done) => done,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot expand posts for delivery; will retry");
-                    return;
-                }
-            };
+            let (posts, recipients) =
+                match self.store.expand_posts(limit, self.config.batch_size).await {
+                    Ok(done) => done,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot expand posts for delivery; will retry");
+                        return;
+                    }
+                };
             let Some(first) = posts.first() else { return };
             let per_post = recipients / posts.len() as u64;
             let next = (EXPAND_RECIPIENTS / per_post.max(1)).clamp(1, u64::from(EXPAND));

@@ -101,8 +101,11 @@ impl Store {
                 // in steps of milliseconds. Queued on one connection they never sleep.
                 // Readers lose nothing that matters here; other processes (the CLI)
                 // still meet the node through `busy_timeout`.
+                // No ping before each use: a SQLite connection cannot go stale, and the
+                // ping is a round trip to sqlx's connection thread, as dear as a statement.
                 options
                     .max_connections(1)
+                    .test_before_acquire(false)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             conn.execute(
