@@ -65,7 +65,7 @@ on_both_backends!(
         let posts: Vec<NewMessage> = (0..POSTS).map(post).collect();
         store.insert_messages(&posts).await.unwrap();
         let jobs = store
-            .claim_jobs("process", "a", 60_000, POSTS as u32)
+            .claim_processing("a", 60_000, POSTS as u32)
             .await
             .unwrap();
         assert_eq!(jobs.len(), POSTS);

@@ -1,4 +1,4 @@
-//! The processing loop: claim `process` jobs with a lease, run them, record the decision.
+//! The processing loop: lease stored messages, run them, record the decision.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -47,7 +47,7 @@ pub struct Processor {
 
 impl Processor {
     /// Work until `shutdown` turns true: posts this node stored (handed over in memory,
-    /// their jobs already leased to it) first, then jobs claimed from the database (other
+    /// already leased to it) first, then messages claimed from the database (other
     /// nodes' lapsed leases, retries).
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(30_000);
@@ -62,7 +62,7 @@ impl Processor {
             }
             match self
                 .store
-                .claim_jobs("process", &self.node, lease_ms, BATCH)
+                .claim_processing(&self.node, lease_ms, BATCH)
                 .await
             {
                 Ok(jobs) if !jobs.is_empty() => {

@@ -1,7 +1,8 @@
 //! SMTP intake: accept mail for the lists' addresses, store it durably, answer 250.
 //!
-//! Intake never sends mail (it has no path to `delivery`): it stores the message and a
-//! `process` job through the group-commit spool and only then says 250. What happens to a
+//! Intake never sends mail (it has no path to `delivery`): it stores the message (a
+//! `stored` message is processing's work) through the group-commit spool and only then
+//! says 250. What happens to a
 //! post afterwards (plugins, holds, delivery) is the pipeline's work, on any node.
 
 mod address;
@@ -51,8 +52,8 @@ pub struct Intake {
     pub node: String,
     pub hostname: String,
     pub tls: Option<TlsAcceptor>,
-    /// Posts stored by this node go straight to its processors (their jobs leased to this
-    /// node in the same commit), saving the claim and the read-back. If the node dies the
+    /// Posts stored by this node go straight to its processors (leased to this node in
+    /// the same commit), saving the claim and the read-back. If the node dies the
     /// lease lapses and any node processes them.
     pub local: Option<LocalWork>,
     sessions: Arc<Semaphore>,

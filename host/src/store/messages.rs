@@ -42,8 +42,8 @@ pub struct NewMessage {
     pub raw: Vec<u8>,
     pub received_at: i64,
     pub node: String,
-    /// Lease the `process` job to this node from the start (it processes the post from
-    /// memory); `None` leaves it for whichever node claims it.
+    /// Lease the message's processing to this node from the start (it processes the post
+    /// from memory); `None` leaves it for whichever node claims it.
     pub lease: Option<(String, i64)>,
 }
 
@@ -85,7 +85,7 @@ pub struct StoredMessage {
     pub reason: Option<String>,
 }
 
-/// A claimed `process` job (one per message).
+/// A claimed unit of work: a message to process, or a post to deliver.
 #[derive(Debug, Clone)]
 pub struct Job {
     pub message_id: String,
@@ -112,27 +112,21 @@ pub struct Decision {
 }
 
 impl Store {
-    /// Commit a group of messages, and a `process` job for each, atomically: on SQLite in
-    /// one statement per 32 messages, on PostgreSQL in one transaction of two statements
-    /// (each statement is a round trip to the database, which costs more than the rows).
-    /// Nothing is acknowledged before this returns `Ok`.
+    /// Commit a group of messages atomically, each waiting for processing (its lease, when
+    /// intake hands it to this node's processors, on the row itself: migration 0012), in
+    /// one statement per few hundred messages: each statement is a round trip to the
+    /// database, which costs more than the rows. Nothing is acknowledged before this
+    /// returns `Ok`.
     pub async fn insert_messages(&self, messages: &[NewMessage]) -> Result<()> {
-        // SQLite: the jobs are written by a trigger (migration 0009), so a group costs one
-        // round trip to sqlx's connection thread instead of four (BEGIN, two INSERTs,
-        // COMMIT); a lone statement commits on its own.
-        let leased_by_intake = messages
-            .iter()
-            .all(|m| m.lease.as_ref().is_none_or(|(owner, _)| *owner == m.node));
-        let by_trigger = self.backend() == Backend::Sqlite && leased_by_intake;
         // SQLite keeps to a few statement shapes, so each stays prepared in sqlx's cache.
-        let rows = if by_trigger {
-            SQLITE_INSERT_ROWS
-        } else {
-            ROWS_PER_STATEMENT
+        let rows = match self.backend() {
+            Backend::Sqlite => SQLITE_INSERT_ROWS,
+            Backend::Postgres => ROWS_PER_STATEMENT,
         };
-        if by_trigger && messages.len() <= rows {
+        if messages.len() <= rows {
+            // A lone statement commits on its own: no BEGIN and COMMIT round trips.
             return self
-                .insert_messages_statement(messages, true)
+                .insert_messages_statement(messages)
                 .execute(self.pool())
                 .await
                 .map(drop)
@@ -140,36 +134,24 @@ impl Store {
         }
         let mut tx = self.pool().begin().await?;
         for chunk in messages.chunks(rows) {
-            self.insert_messages_statement(chunk, by_trigger)
+            self.insert_messages_statement(chunk)
                 .execute(&mut *tx)
                 .await?;
-            if !by_trigger {
-                // Every kind gets a `process` job (bounce mail is parsed there into bounces).
-                let posts: Vec<&NewMessage> = chunk.iter().collect();
-                insert_process_jobs(&mut tx, &posts).await?;
-            }
         }
         tx.commit().await?;
         Ok(())
     }
 
-    /// `INSERT INTO messages` for `messages`, in state `stored`. With `job_lease`, each row
-    /// also carries its `process` job's lease for SQLite's trigger (migration 0009): the
-    /// lease's end, or 0 when the job is not leased.
+    /// `INSERT INTO messages` for `messages`, in state `stored` (to be processed), each
+    /// leased to its `lease` owner or to nobody.
     fn insert_messages_statement<'m>(
         &self,
         messages: &'m [NewMessage],
-        job_lease: bool,
     ) -> sqlx::query::Query<'m, sqlx::Any, sqlx::any::AnyArguments> {
-        let (cols, extra_col) = if job_lease {
-            (13, ", job_lease")
-        } else {
-            (12, "")
-        };
         let sql = format!(
             "INSERT INTO messages (id, list, kind, token, mail_from, rcpt_to, client_ip, helo, \
-             raw, size, received_at, node{extra_col}, state) VALUES {}",
-            values_list(messages.len(), cols, 1, "'stored'")
+             raw, size, received_at, node, lease_owner, lease_until, run_after, state) VALUES {}",
+            values_list(messages.len(), 15, 1, "'stored'")
         );
         let sql = self.numbered(sql);
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -186,12 +168,50 @@ impl Store {
                 .bind(&m.raw)
                 .bind(m.raw.len() as i64)
                 .bind(m.received_at)
-                .bind(&m.node);
-            if job_lease {
-                q = q.bind(m.lease.as_ref().map_or(0, |(_, until)| *until));
-            }
+                .bind(&m.node)
+                .bind(m.lease.as_ref().map(|(owner, _)| owner))
+                .bind(m.lease.as_ref().map_or(0, |(_, until)| *until))
+                .bind(m.received_at);
         }
         q
+    }
+
+    /// Lease up to `limit` messages waiting for processing (state `stored`, due, lease
+    /// lapsed or never taken) for `owner`. A message whose lease lapsed (its node died) is
+    /// ready again.
+    pub async fn claim_processing(
+        &self,
+        owner: &str,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<Job>> {
+        let now = now_ms();
+        let lock = match self.backend() {
+            // SKIP LOCKED: concurrent claimers on other nodes take other rows, never wait.
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            // SQLite has one writer at a time; the statement is atomic as it stands.
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE messages SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM messages WHERE state = 'stored' AND run_after <= $3 \
+             AND lease_until < $3 ORDER BY id LIMIT $4{lock}) RETURNING id, attempts"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(owner)
+            .bind(now + lease_ms)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Job {
+                    message_id: r.try_get(0)?,
+                    attempts: r.try_get(1)?,
+                })
+            })
+            .collect()
     }
 
     /// Lease up to `limit` ready jobs of `kind` for `owner` until `lease_until`. A job whose
@@ -238,9 +258,9 @@ impl Store {
             .collect()
     }
 
-    /// Extend this node's unexpired leases on these posts' `process` jobs; returns the ids
-    /// still held. A lease that ran out may have been claimed by another processor, so
-    /// only its claimer may work on it.
+    /// Extend this node's unexpired leases on these messages still to process; returns
+    /// the ids still held. A lease that ran out may have been claimed by another
+    /// processor, so only its claimer may work on it.
     pub async fn renew_leases(
         &self,
         owner: &str,
@@ -251,8 +271,8 @@ impl Store {
         let mut held = HashSet::with_capacity(message_ids.len());
         for chunk in message_ids.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
-                "UPDATE jobs SET lease_until = $2 WHERE lease_owner = $1 AND kind = 'process' \
-                 AND lease_until >= $3 AND message_id IN ({}) RETURNING message_id",
+                "UPDATE messages SET lease_until = $2 WHERE lease_owner = $1 AND state = 'stored' \
+                 AND lease_until >= $3 AND id IN ({}) RETURNING id",
                 placeholders(4, chunk.len())
             );
             let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql))
@@ -267,7 +287,8 @@ impl Store {
         Ok(held)
     }
 
-    /// Give a job back for a later try (the failure is kept for the operator).
+    /// Give a message back for a later try at processing (the failure is kept for the
+    /// operator).
     pub async fn retry_job(
         &self,
         job: &Job,
@@ -276,8 +297,8 @@ impl Store {
         error: &str,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE jobs SET lease_owner = NULL, lease_until = 0, run_after = $1, last_error = $2 \
-             WHERE message_id = $3 AND kind = 'process' AND lease_owner = $4",
+            "UPDATE messages SET lease_owner = NULL, lease_until = 0, run_after = $1, last_error = $2 \
+             WHERE id = $3 AND state = 'stored' AND lease_owner = $4",
         )
         .bind(now_ms() + delay_ms)
         .bind(error)
@@ -332,11 +353,11 @@ impl Store {
         Ok(out)
     }
 
-    /// Record the outcomes of processing and drop the jobs, all in one transaction of a few
-    /// statements for the whole batch. A job counts only if this node still holds its lease
-    /// (else another node took it over and decides); a message is decided only once (its
-    /// state must still be `stored`). Accepted posts get their `deliver` jobs in the same
-    /// transaction. Returns how many decisions were recorded.
+    /// Record the outcomes of processing, all in one transaction of a few statements for
+    /// the whole batch. A decision counts only if this node still holds the message's lease
+    /// (else another node took it over and decides) and the message is still `stored` (it
+    /// is decided once). Accepted posts get their `deliver` jobs in the same transaction.
+    /// Returns how many decisions were recorded.
     pub async fn finish_processing(
         &self,
         owner: &str,
@@ -346,52 +367,46 @@ impl Store {
         let now = now_ms();
         let mut recorded = 0;
         for chunk in decided.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "DELETE FROM jobs WHERE lease_owner = $1 AND kind = 'process' AND message_id IN ({}) \
-                 RETURNING message_id",
-                placeholders(2, chunk.len())
-            );
-            let sql = self.numbered(sql);
-            let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).bind(owner);
-            for (job, _) in chunk {
-                q = q.bind(&job.message_id);
-            }
-            let mine: HashSet<String> = q.fetch_all(&mut *tx).await?.into_iter().collect();
-            let ours: Vec<&(Job, Decision)> = chunk
-                .iter()
-                .filter(|(j, _)| mine.contains(&j.message_id))
-                .collect();
-            if ours.is_empty() {
-                continue;
-            }
-            recorded += ours.len();
-            // One UPDATE for the batch: VALUES rows name their columns column1..column4 on
-            // both SQLite and PostgreSQL.
+            // One UPDATE for the batch, counting only the messages this node still holds
+            // and still `stored`: VALUES rows name their columns column1..column4 on both
+            // SQLite and PostgreSQL.
             let sql = format!(
                 "UPDATE messages SET state = v.column2, reason = v.column3, edits = v.column4, \
-                 decided_at = $1 FROM (VALUES {}) AS v \
-                 WHERE messages.id = v.column1 AND messages.state = 'stored' RETURNING messages.id",
-                values_list(ours.len(), 4, 2, "")
+                 decided_at = $1, lease_owner = NULL, lease_until = 0 FROM (VALUES {}) AS v \
+                 WHERE messages.id = v.column1 AND messages.state = 'stored' \
+                 AND messages.lease_owner = ${} RETURNING messages.id",
+                values_list(chunk.len(), 4, 2, ""),
+                2 + 4 * chunk.len()
             );
+            // Parameters in the order they appear, so SQLite gets anonymous ones.
             let sql = self.numbered(sql);
             let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).bind(now);
-            for (job, d) in &ours {
+            for (job, d) in chunk {
                 q = q
                     .bind(&job.message_id)
                     .bind(d.state)
                     .bind(&d.reason)
                     .bind(&d.edits);
             }
+            q = q.bind(owner);
             let changed: HashSet<String> = q.fetch_all(&mut *tx).await?.into_iter().collect();
+            let ours: Vec<&(Job, Decision)> = chunk
+                .iter()
+                .filter(|(j, _)| changed.contains(&j.message_id))
+                .collect();
+            if ours.is_empty() {
+                continue;
+            }
+            recorded += ours.len();
             let accepted: Vec<(&str, i64)> = ours
                 .iter()
-                .filter(|(j, d)| d.state == "accepted" && changed.contains(&j.message_id))
+                .filter(|(_, d)| d.state == "accepted")
                 .map(|(j, _)| (j.message_id.as_str(), now))
                 .collect();
             if !accepted.is_empty() {
                 insert_jobs(&mut tx, "deliver", accepted.into_iter()).await?;
             }
-            for (job, d) in ours.iter().filter(|(j, _)| changed.contains(&j.message_id)) {
+            for (job, d) in &ours {
                 if let Some(n) = &d.notice {
                     insert_notice(&mut tx, &job.message_id, n, now).await?;
                 }
@@ -503,9 +518,14 @@ impl Store {
             .execute(self.pool())
             .await?
             .rows_affected();
-        for table in ["jobs", "batches"] {
+        // Messages: only those still to process (the partial index), not the history.
+        for (table, pending) in [
+            ("messages", " AND state = 'stored'"),
+            ("jobs", ""),
+            ("batches", ""),
+        ] {
             let sql = format!(
-                "UPDATE {table} SET lease_owner = NULL, lease_until = 0 WHERE lease_owner = $1"
+                "UPDATE {table} SET lease_owner = NULL, lease_until = 0 WHERE lease_owner = $1{pending}"
             );
             released += sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(owner)
@@ -514,6 +534,16 @@ impl Store {
                 .rows_affected();
         }
         Ok(released)
+    }
+
+    /// Whether a message still waits for processing (for tests).
+    pub async fn awaits_processing(&self, message_id: &str) -> Result<bool> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE id = $1 AND state = 'stored'")
+                .bind(message_id)
+                .fetch_one(self.pool())
+                .await?;
+        Ok(n > 0)
     }
 
     /// Jobs of a kind for one message (for tests and `roost queue`).
@@ -566,32 +596,6 @@ pub(super) fn values_list(rows: usize, cols: usize, first: usize, tail: &str) ->
         out.push(')');
     }
     out
-}
-
-/// The `process` jobs of new posts, leased to the intake node where it asked for that.
-async fn insert_process_jobs(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    posts: &[&NewMessage],
-) -> Result<()> {
-    let sql = format!(
-        "INSERT INTO jobs (message_id, run_after, created_at, lease_owner, lease_until, kind) VALUES {}",
-        values_list(posts.len(), 5, 1, "'process'")
-    );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for m in posts {
-        let (owner, until) = match &m.lease {
-            Some((owner, until)) => (Some(owner.as_str()), *until),
-            None => (None, 0),
-        };
-        q = q
-            .bind(&m.id)
-            .bind(m.received_at)
-            .bind(m.received_at)
-            .bind(owner)
-            .bind(until);
-    }
-    q.execute(&mut **tx).await?;
-    Ok(())
 }
 
 /// New jobs of one kind, ready now, in one statement.

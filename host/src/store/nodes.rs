@@ -164,7 +164,7 @@ impl Store {
         let counts: [(&str, &str); 3] = [
             (
                 "processing",
-                "SELECT lease_owner, COUNT(*) FROM jobs WHERE lease_owner IS NOT NULL AND lease_until >= $1 GROUP BY lease_owner",
+                "SELECT lease_owner, COUNT(*) FROM messages WHERE state = 'stored' AND lease_owner IS NOT NULL AND lease_until >= $1 GROUP BY lease_owner",
             ),
             (
                 "batches",
