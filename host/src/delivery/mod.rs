@@ -49,6 +49,8 @@ const POLL: Duration = Duration::from_millis(250);
 /// single writer (and with it intake's commits) for long.
 const EXPAND: u32 = 256;
 const EXPAND_RECIPIENTS: u64 = 20_000;
+/// Posts the first expansion takes, before any has shown how big the lists' posts are.
+const EXPAND_FIRST: u32 = 16;
 /// One expansion pass stops after this long, so sending is not held up by a backlog.
 const EXPAND_PASS: Duration = Duration::from_millis(200);
 
@@ -153,7 +155,7 @@ impl Delivery {
             public_url: node.http.public_url.clone(),
             leases,
             sending: AtomicUsize::new(0),
-            expand_limit: AtomicU32::new(16),
+            expand_limit: AtomicU32::new(EXPAND_FIRST),
             wake: Arc::new(Notify::new()),
             batch_done: Notify::new(),
         };

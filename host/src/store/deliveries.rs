@@ -105,19 +105,12 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         // A job leased by a node of an older version (which expanded with a lease) is left
         // to it until the lease runs out.
-        let claim = match self.backend() {
-            Backend::Postgres => {
-                "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE kind = 'deliver' \
-                 AND run_after <= $1 AND lease_until < $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) \
-                 RETURNING message_id"
-            }
-            Backend::Sqlite => {
-                "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE kind = 'deliver' \
-                 AND run_after <= $1 AND lease_until < $1 ORDER BY id LIMIT $2) \
-                 RETURNING message_id"
-            }
-        };
-        let posts: Vec<String> = sqlx::query_scalar(claim)
+        let claim = format!(
+            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE kind = 'deliver' \
+             AND run_after <= $1 AND lease_until < $1 ORDER BY id LIMIT $2{}) RETURNING message_id",
+            self.skip_locked()
+        );
+        let posts: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(claim))
             .bind(now)
             .bind(i64::from(limit))
             .fetch_all(&mut *tx)

@@ -85,7 +85,7 @@ pub struct StoredMessage {
     pub reason: Option<String>,
 }
 
-/// A claimed unit of work: a message to process, or a post to deliver.
+/// A message claimed for processing.
 #[derive(Debug, Clone)]
 pub struct Job {
     pub message_id: String,
@@ -186,12 +186,7 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<Job>> {
         let now = now_ms();
-        let lock = match self.backend() {
-            // SKIP LOCKED: concurrent claimers on other nodes take other rows, never wait.
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            // SQLite has one writer at a time; the statement is atomic as it stands.
-            Backend::Sqlite => "",
-        };
+        let lock = self.skip_locked();
         let sql = format!(
             "UPDATE messages SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
              WHERE id IN (SELECT id FROM messages WHERE state = 'stored' AND run_after <= $3 \
@@ -200,50 +195,6 @@ impl Store {
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(owner)
             .bind(now + lease_ms)
-            .bind(now)
-            .bind(i64::from(limit))
-            .fetch_all(self.pool())
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Job {
-                    message_id: r.try_get(0)?,
-                    attempts: r.try_get(1)?,
-                })
-            })
-            .collect()
-    }
-
-    /// Lease up to `limit` ready jobs of `kind` for `owner` until `lease_until`. A job whose
-    /// lease lapsed (its node died) is ready again.
-    pub async fn claim_jobs(
-        &self,
-        kind: &str,
-        owner: &str,
-        lease_ms: i64,
-        limit: u32,
-    ) -> Result<Vec<Job>> {
-        let now = now_ms();
-        let sql = match self.backend() {
-            // SKIP LOCKED: concurrent claimers on other nodes take other rows, never wait.
-            Backend::Postgres => {
-                "UPDATE jobs SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
-                 WHERE id IN (SELECT id FROM jobs WHERE kind = $3 AND run_after <= $4 AND lease_until < $4 \
-                 ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED) \
-                 RETURNING message_id, attempts"
-            }
-            // SQLite has one writer at a time; the statement is atomic as it stands.
-            Backend::Sqlite => {
-                "UPDATE jobs SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
-                 WHERE id IN (SELECT id FROM jobs WHERE kind = $3 AND run_after <= $4 AND lease_until < $4 \
-                 ORDER BY id LIMIT $5) \
-                 RETURNING message_id, attempts"
-            }
-        };
-        let rows = sqlx::query(sql)
-            .bind(owner)
-            .bind(now + lease_ms)
-            .bind(kind)
             .bind(now)
             .bind(i64::from(limit))
             .fetch_all(self.pool())
