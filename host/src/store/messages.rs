@@ -222,7 +222,7 @@ impl Store {
         let mut held = HashSet::with_capacity(message_ids.len());
         for chunk in message_ids.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
-                "UPDATE messages SET lease_until = $2 WHERE lease_owner = $1 AND state = 'stored' \
+                "UPDATE messages SET lease_until = $2 WHERE lease_owner = $1 AND {STILL_STORED} \
                  AND lease_until >= $3 AND id IN ({}) RETURNING id",
                 placeholders(4, chunk.len())
             );
@@ -247,16 +247,17 @@ impl Store {
         delay_ms: i64,
         error: &str,
     ) -> Result<()> {
-        sqlx::query(
+        let sql = format!(
             "UPDATE messages SET lease_owner = NULL, lease_until = 0, run_after = $1, last_error = $2 \
-             WHERE id = $3 AND state = 'stored' AND lease_owner = $4",
-        )
-        .bind(now_ms() + delay_ms)
-        .bind(error)
-        .bind(&job.message_id)
-        .bind(owner)
-        .execute(self.pool())
-        .await?;
+             WHERE id = $3 AND {STILL_STORED} AND lease_owner = $4"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now_ms() + delay_ms)
+            .bind(error)
+            .bind(&job.message_id)
+            .bind(owner)
+            .execute(self.pool())
+            .await?;
         Ok(())
     }
 
@@ -324,7 +325,7 @@ impl Store {
             let sql = format!(
                 "UPDATE messages SET state = v.column2, reason = v.column3, edits = v.column4, \
                  decided_at = $1, lease_owner = NULL, lease_until = 0 FROM (VALUES {}) AS v \
-                 WHERE messages.id = v.column1 AND messages.state = 'stored' \
+                 WHERE messages.id = v.column1 AND messages.{STILL_STORED} \
                  AND messages.lease_owner = ${} RETURNING messages.id",
                 values_list(chunk.len(), 4, 2, ""),
                 2 + 4 * chunk.len()
@@ -511,6 +512,14 @@ impl Store {
 
 /// Statements carry at most this many rows (SQLite allows 32,766 parameters).
 const ROWS_PER_STATEMENT: usize = 500;
+
+/// "Not decided yet", for statements that name their messages by id. Written so that it
+/// does not match the predicate of the partial index `messages_to_process`: a planner
+/// that may use that index for them can believe (with statistics older than a burst of
+/// mail) that few messages are still stored, scan all of them and compare each with every
+/// id of the statement. PostgreSQL did, at half a second for a batch of 256 decisions with
+/// a backlog of about 20,000 posts; looked up by primary key the same batch takes 6 ms.
+const STILL_STORED: &str = "state || '' = 'stored'";
 /// Messages per `INSERT` on SQLite: bigger groups are several statements in one
 /// transaction, so there are few distinct statements to prepare.
 const SQLITE_INSERT_ROWS: usize = 32;
