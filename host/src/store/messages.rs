@@ -322,16 +322,15 @@ impl Store {
             // One UPDATE for the batch, counting only the messages this node still holds
             // and still `stored`: VALUES rows name their columns column1..column4 on both
             // SQLite and PostgreSQL. The ids are listed once more as `IN (...)`, which a
-            // planner can count (a join with VALUES it cannot): PostgreSQL, believing the
-            // table held one matching row, compared every stored message with every row
-            // of VALUES (0.4-1.5 s a batch in the intake bench); with the list it looks
-            // the batch up by primary key.
+            // planner can count (a join with VALUES it cannot), so the batch is looked up
+            // by primary key rather than every stored message compared with every row of
+            // VALUES (ARCHITECTURE.md, "Statements that name their messages by id").
             let n = chunk.len();
             let sql = format!(
                 "UPDATE messages SET state = v.column2, reason = v.column3, edits = v.column4, \
                  decided_at = $1, lease_owner = NULL, lease_until = 0 FROM (VALUES {}) AS v \
                  WHERE messages.id = v.column1 AND messages.id IN ({}) \
-                 AND messages.{STILL_STORED} AND messages.lease_owner = ${} RETURNING messages.id",
+                 AND {STILL_STORED} AND messages.lease_owner = ${} RETURNING messages.id",
                 values_list(n, 4, 2, ""),
                 placeholders(2 + 4 * n, n),
                 2 + 5 * n
