@@ -3,7 +3,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     thread,
     time::Duration,
@@ -43,36 +43,117 @@ pub(super) fn build(instances: u32, max_memory: u64) -> Result<Engine, LoadError
     Engine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))
 }
 
-/// Advances the engine's epoch every [`TICK`] on a thread of its own until dropped.
+/// Advances the engine's epoch every [`TICK`] on a thread of its own until dropped, but
+/// only while a call is running ([`EpochTicker::running`]): deadlines count from the
+/// start of a call, so an idle node need not wake 500 times a second for nothing.
 pub(super) struct EpochTicker {
-    stop: Arc<AtomicBool>,
+    shared: Arc<Shared>,
+    thread: Option<thread::Thread>,
+}
+
+struct Shared {
+    running: AtomicUsize,
+    stop: AtomicBool,
+    /// Ticks so far (the engine keeps its epoch to itself).
+    ticks: AtomicU64,
+}
+
+/// A call under way; the epoch advances while any is alive.
+pub(super) struct Running {
+    shared: Arc<Shared>,
 }
 
 impl EpochTicker {
     pub fn start(engine: &Engine) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let shared = Arc::new(Shared {
+            running: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            ticks: AtomicU64::new(0),
+        });
+        let state = shared.clone();
         let engine = engine.clone();
-        thread::Builder::new()
+        let thread = thread::Builder::new()
             .name("roost-epoch".into())
             .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
+                while !state.stop.load(Ordering::Acquire) {
+                    if state.running.load(Ordering::Acquire) == 0 {
+                        // Woken by the first call (an unpark before this park makes it
+                        // return at once) or spuriously: either way, look again.
+                        thread::park();
+                        continue;
+                    }
                     thread::sleep(TICK);
                     engine.increment_epoch();
+                    state.ticks.fetch_add(1, Ordering::Relaxed);
                 }
             })
-            .ok();
-        EpochTicker { stop }
+            .ok()
+            .map(|handle| handle.thread().clone());
+        EpochTicker { shared, thread }
+    }
+
+    /// Count a call as running until the guard is dropped.
+    pub fn running(&self) -> Running {
+        if self.shared.running.fetch_add(1, Ordering::AcqRel) == 0
+            && let Some(t) = &self.thread
+        {
+            t.unpark();
+        }
+        Running {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl EpochTicker {
+    #[cfg(test)]
+    fn ticks(&self) -> u64 {
+        self.shared.ticks.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shared.running.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 impl Drop for EpochTicker {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(t) = &self.thread {
+            t.unpark();
+        }
     }
 }
 
 /// Epoch ticks for a deadline of `timeout` (at least one).
 pub(super) fn ticks(timeout: Duration) -> u64 {
     (timeout.as_micros() / TICK.as_micros()).clamp(1, u128::from(u32::MAX)) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use std::thread;
+
+    use super::{EpochTicker, TICK};
+
+    #[test]
+    fn the_epoch_advances_only_while_a_call_runs() {
+        let ticker = EpochTicker::start(&wasmtime::Engine::default());
+        thread::sleep(TICK * 20);
+        assert_eq!(ticker.ticks(), 0, "ticked with no call running");
+        let running = ticker.running();
+        thread::sleep(TICK * 20);
+        drop(running);
+        let during = ticker.ticks();
+        assert!(during >= 5, "{during} ticks in 20 tick lengths of a call");
+        // The ticker may be asleep in a tick when the call ends: at most that one more.
+        thread::sleep(TICK * 20);
+        let after = ticker.ticks();
+        assert!(
+            after <= during + 1,
+            "went on ticking: {during} then {after}"
+        );
+    }
 }

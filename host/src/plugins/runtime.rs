@@ -86,7 +86,7 @@ pub struct Runtime {
     reuse: bool,
     max_memory: u64,
     loaded: Mutex<HashMap<String, Arc<LoadedPlugin>>>,
-    _ticker: EpochTicker,
+    ticker: EpochTicker,
 }
 
 /// Between epoch checks a running plugin yields to the scheduler at least this often, so
@@ -123,7 +123,7 @@ impl Runtime {
         )
         .map_err(|e| LoadError::Engine(e.to_string()))?;
         let cache = Arc::new(CompileCache::new(&engine, options.cache_dir.as_deref()));
-        let _ticker = EpochTicker::start(&engine);
+        let ticker = EpochTicker::start(&engine);
         Ok(Runtime {
             slots: Arc::new(Semaphore::new(options.instances as usize)),
             idle: Arc::new(IdleBudget::new(options.instances as usize)),
@@ -135,7 +135,7 @@ impl Runtime {
             loaded: Mutex::new(HashMap::new()),
             links: std::sync::OnceLock::new(),
             timing: std::sync::OnceLock::new(),
-            _ticker,
+            ticker,
         })
     }
 
@@ -196,6 +196,7 @@ impl Runtime {
             path: path.to_path_buf(),
             message,
         };
+        let _running = self.ticker.running();
         let (mut store, _) = self.prepare(&scope, None, "manifest");
         let manifest = tokio::time::timeout(MANIFEST_LIMITS.timeout, async {
             let plugin = pre.instantiate_async(&mut store).await?;
@@ -343,6 +344,7 @@ macro_rules! invoke {
         // Waiting for a slot is not the plugin's fault: it happens before its clock starts.
         let permit = rt.slots.clone().acquire_owned().await.ok();
         let started = std::time::Instant::now();
+        let running = rt.ticker.running();
         let warm = bound.warm.take().inspect(|_| rt.idle.give_back());
         let (mut store, reuse) = rt.prepare(&bound.scope, warm, hook);
         let uses = reuse.as_ref().map_or(0, |(_, uses)| *uses);
@@ -374,6 +376,7 @@ macro_rules! invoke {
             Ok(Err(e)) => (None, Ok(Err(e))),
             Err(elapsed) => (None, Err(elapsed)),
         };
+        drop(running);
         let result = rt.finish(bound, hook, &store, outcome);
         crate::metrics::global().plugin_call(
             &bound.scope.plugin,
