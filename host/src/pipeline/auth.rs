@@ -69,9 +69,18 @@ impl Authenticator {
             match tokio::time::timeout(BUDGET, self.results(m)).await {
                 Ok(r) => r,
                 Err(_) => {
-                    tracing::warn!("sender checks ran out of time; DNS left alone for 30 s");
-                    if let Ok(mut d) = self.down_until.lock() {
-                        *d = Some(std::time::Instant::now() + BACK_OFF);
+                    // Up to AUTH_CONCURRENCY checks run out of time together when DNS
+                    // stops answering: the first says so, the rest keep quiet.
+                    let first = self.down_until.lock().is_ok_and(|mut d| {
+                        let now = std::time::Instant::now();
+                        let first = d.is_none_or(|until| until <= now);
+                        if first {
+                            *d = Some(now + BACK_OFF);
+                        }
+                        first
+                    });
+                    if first {
+                        tracing::warn!("sender checks ran out of time; DNS left alone for 30 s");
                     }
                     None
                 }

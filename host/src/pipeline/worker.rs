@@ -24,6 +24,12 @@ const POLL: Duration = Duration::from_millis(500);
 const AUTH_CONCURRENCY: usize = 32;
 /// How long a woken worker waits for more posts before it claims.
 const GATHER: Duration = Duration::from_millis(50);
+/// Intake counts as busy while it committed within this long: a burst of mail is
+/// acknowledged first and processed in the next pause...
+const INTAKE_QUIET_MS: i64 = 20;
+/// ...or once its oldest post has waited this long, so a load that never pauses is
+/// processed beside intake, only later.
+const MAX_DEFER_MS: i64 = 2_000;
 
 pub struct Processor {
     pub store: Store,
@@ -34,6 +40,8 @@ pub struct Processor {
     pub lease: Duration,
     /// Posts this node stored, handed over by intake (see `smtp::LocalWork`).
     pub local: Mutex<mpsc::Receiver<StoredMessage>>,
+    /// This node's intake: processing waits out a burst of it (see [`MAX_DEFER_MS`]).
+    pub intake: Option<crate::store::spool::Activity>,
     /// Woken when posts were accepted, so delivery starts at once rather than at its next
     /// poll.
     pub delivery: Option<Arc<Notify>>,
@@ -56,8 +64,10 @@ impl Processor {
                 return;
             }
             let local = self.take_local(Vec::new()).await;
-            if !local.is_empty() {
-                self.process_loaded(local, false, &shutdown).await;
+            if let Some(oldest) = local.first().map(|m| m.received_at) {
+                self.wait_out_intake(oldest, &shutdown).await;
+                let batch = self.take_local(local).await;
+                self.process_loaded(as_jobs(batch), false, &shutdown).await;
                 continue;
             }
             match self
@@ -83,14 +93,15 @@ impl Processor {
                 // Give a few more posts [`GATHER`] to arrive so they are processed (and
                 // committed) together: one transaction for many rather than an fsync each.
                 tokio::time::sleep(GATHER).await;
+                self.wait_out_intake(m.received_at, &shutdown).await;
                 let batch = self.take_local(vec![m]).await;
-                self.process_loaded(batch, false, &shutdown).await;
+                self.process_loaded(as_jobs(batch), false, &shutdown).await;
             }
         }
     }
 
     /// `first` and whatever else waits in the local queue, up to [`BATCH`].
-    async fn take_local(&self, first: Vec<StoredMessage>) -> Vec<(Job, StoredMessage)> {
+    async fn take_local(&self, first: Vec<StoredMessage>) -> Vec<StoredMessage> {
         let mut out = first;
         let mut queue = self.local.lock().await;
         while out.len() < BATCH as usize {
@@ -99,17 +110,26 @@ impl Processor {
                 Err(_) => break,
             }
         }
-        out.into_iter()
-            .map(|m| {
-                (
-                    Job {
-                        message_id: m.id.clone(),
-                        attempts: 0,
-                    },
-                    m,
-                )
-            })
-            .collect()
+        out
+    }
+
+    /// While intake is committing, wait, until it pauses for [`INTAKE_QUIET_MS`] or the post
+    /// stored at `oldest` has waited [`MAX_DEFER_MS`]. Intake and processing share the
+    /// cores and SQLite's one connection: measured on a 5,000-message burst, processing
+    /// beside it halved the rate at which the burst was acknowledged, and a stored post
+    /// is safe, so the senders come first. The posts are leased to this node meanwhile
+    /// (two seconds of a lease of many).
+    async fn wait_out_intake(&self, oldest: i64, shutdown: &watch::Receiver<bool>) {
+        let Some(intake) = &self.intake else { return };
+        loop {
+            let idle = intake.idle_ms();
+            let waited = now_ms().saturating_sub(oldest);
+            if idle >= INTAKE_QUIET_MS || waited >= MAX_DEFER_MS || *shutdown.borrow() {
+                return;
+            }
+            let pause = (INTAKE_QUIET_MS - idle).min(MAX_DEFER_MS - waited).max(1);
+            tokio::time::sleep(Duration::from_millis(pause.unsigned_abs())).await;
+        }
     }
 
     /// Process a batch: renew its leases (a post whose lease ran out while it waited may be
@@ -353,4 +373,20 @@ impl Processor {
             tracing::error!(error = %e, "cannot reschedule job; its lease will expire");
         }
     }
+}
+
+/// Posts handed over by intake as jobs: leased to this node at insert, not yet tried.
+fn as_jobs(batch: Vec<StoredMessage>) -> Vec<(Job, StoredMessage)> {
+    batch
+        .into_iter()
+        .map(|m| {
+            (
+                Job {
+                    message_id: m.id.clone(),
+                    attempts: 0,
+                },
+                m,
+            )
+        })
+        .collect()
 }

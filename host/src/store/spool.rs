@@ -11,14 +11,14 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicI64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
 
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::{NewMessage, Result, Store, StoreError};
+use super::{NewMessage, Result, Store, StoreError, now_ms};
 
 /// Messages committed together at most (and their bytes), so one transaction stays short.
 const MAX_GROUP: usize = 256;
@@ -36,6 +36,23 @@ struct Submission {
 pub struct Spool {
     tx: mpsc::Sender<Submission>,
     open: Arc<AtomicUsize>,
+    activity: Activity,
+}
+
+/// When this node's intake last committed: work that can wait (processing) lets a burst
+/// of mail be acknowledged first (see `pipeline::worker`).
+#[derive(Clone, Default)]
+pub struct Activity(Arc<AtomicI64>);
+
+impl Activity {
+    fn committed(&self) {
+        self.0.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// Milliseconds since the last commit (large when there has been none).
+    pub fn idle_ms(&self) -> i64 {
+        now_ms().saturating_sub(self.0.load(Ordering::Relaxed))
+    }
 }
 
 /// An SMTP transaction under way (MAIL accepted, its message not yet submitted): a writer
@@ -56,10 +73,22 @@ impl Spool {
         let (tx, rx) = mpsc::channel::<Submission>(4096);
         let rx = Arc::new(Mutex::new(rx));
         let open = Arc::new(AtomicUsize::new(0));
+        let activity = Activity::default();
         for _ in 0..writers.max(1) {
-            crate::spawn(writer(store.clone(), rx.clone(), open.clone(), gather));
+            crate::spawn(writer(
+                store.clone(),
+                rx.clone(),
+                open.clone(),
+                gather,
+                activity.clone(),
+            ));
         }
-        Spool { tx, open }
+        Spool { tx, open, activity }
+    }
+
+    /// When intake last committed.
+    pub fn activity(&self) -> Activity {
+        self.activity.clone()
     }
 
     /// A transaction begins; its message is submitted with [`Spool::commit`].
@@ -94,6 +123,7 @@ async fn writer(
     rx: Arc<Mutex<mpsc::Receiver<Submission>>>,
     open: Arc<AtomicUsize>,
     gather: Duration,
+    activity: Activity,
 ) {
     loop {
         // Take what is waiting (at least one submission), then release the receiver so
@@ -134,6 +164,7 @@ async fn writer(
             messages.extend(s.messages);
         }
         let outcome = store.insert_messages(&messages).await;
+        activity.committed();
         let one_by_one = outcome.is_err() && waiting.len() > 1;
         if let Err(e) = &outcome {
             if one_by_one {
