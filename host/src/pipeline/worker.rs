@@ -13,7 +13,7 @@ use super::{Chains, process, requests};
 use crate::{
     config::ListConfig,
     plugins::Runtime,
-    store::{Decision, Job, Store, StoredMessage, now_ms},
+    store::{Decision, Job, Store, StoredMessage, now_ms, spool::Activity},
 };
 
 /// Jobs claimed at once by one worker.
@@ -41,7 +41,7 @@ pub struct Processor {
     /// Posts this node stored, handed over by intake (see `smtp::LocalWork`).
     pub local: Mutex<mpsc::Receiver<StoredMessage>>,
     /// This node's intake: processing waits out a burst of it (see [`MAX_DEFER_MS`]).
-    pub intake: Option<crate::store::spool::Activity>,
+    pub intake: Option<Activity>,
     /// Woken when posts were accepted, so delivery starts at once rather than at its next
     /// poll.
     pub delivery: Option<Arc<Notify>>,
@@ -65,7 +65,7 @@ impl Processor {
             }
             let local = self.take_local(Vec::new()).await;
             if let Some(oldest) = local.first().map(|m| m.received_at) {
-                self.wait_out_intake(oldest, &shutdown).await;
+                wait_out_intake(self.intake.as_ref(), oldest, &shutdown).await;
                 let batch = self.take_local(local).await;
                 self.process_loaded(as_jobs(batch), false, &shutdown).await;
                 continue;
@@ -93,7 +93,7 @@ impl Processor {
                 // Give a few more posts [`GATHER`] to arrive so they are processed (and
                 // committed) together: one transaction for many rather than an fsync each.
                 tokio::time::sleep(GATHER).await;
-                self.wait_out_intake(m.received_at, &shutdown).await;
+                wait_out_intake(self.intake.as_ref(), m.received_at, &shutdown).await;
                 let batch = self.take_local(vec![m]).await;
                 self.process_loaded(as_jobs(batch), false, &shutdown).await;
             }
@@ -111,25 +111,6 @@ impl Processor {
             }
         }
         out
-    }
-
-    /// While intake is committing, wait, until it pauses for [`INTAKE_QUIET_MS`] or the post
-    /// stored at `oldest` has waited [`MAX_DEFER_MS`]. Intake and processing share the
-    /// cores and SQLite's one connection: measured on a 5,000-message burst, processing
-    /// beside it halved the rate at which the burst was acknowledged, and a stored post
-    /// is safe, so the senders come first. The posts are leased to this node meanwhile
-    /// (two seconds of a lease of many).
-    async fn wait_out_intake(&self, oldest: i64, shutdown: &watch::Receiver<bool>) {
-        let Some(intake) = &self.intake else { return };
-        loop {
-            let idle = intake.idle_ms();
-            let waited = now_ms().saturating_sub(oldest);
-            if idle >= INTAKE_QUIET_MS || waited >= MAX_DEFER_MS || *shutdown.borrow() {
-                return;
-            }
-            let pause = (INTAKE_QUIET_MS - idle).min(MAX_DEFER_MS - waited).max(1);
-            tokio::time::sleep(Duration::from_millis(pause.unsigned_abs())).await;
-        }
     }
 
     /// Process a batch: renew its leases (a post whose lease ran out while it waited may be
@@ -375,6 +356,25 @@ impl Processor {
     }
 }
 
+/// While intake is committing, wait, until it pauses for [`INTAKE_QUIET_MS`] or the post
+/// stored at `oldest` has waited [`MAX_DEFER_MS`]. Intake and processing share the
+/// cores and SQLite's one connection: measured on a 5,000-message burst, processing
+/// beside it halved the rate at which the burst was acknowledged, and a stored post
+/// is safe, so the senders come first. The posts are leased to this node meanwhile
+/// (two seconds of a lease of many).
+async fn wait_out_intake(intake: Option<&Activity>, oldest: i64, shutdown: &watch::Receiver<bool>) {
+    let Some(intake) = intake else { return };
+    loop {
+        let idle = intake.idle_ms();
+        let waited = now_ms().saturating_sub(oldest);
+        if idle >= INTAKE_QUIET_MS || waited >= MAX_DEFER_MS || *shutdown.borrow() {
+            return;
+        }
+        let pause = (INTAKE_QUIET_MS - idle).min(MAX_DEFER_MS - waited).max(1);
+        tokio::time::sleep(Duration::from_millis(pause.unsigned_abs())).await;
+    }
+}
+
 /// Posts handed over by intake as jobs: leased to this node at insert, not yet tried.
 fn as_jobs(batch: Vec<StoredMessage>) -> Vec<(Job, StoredMessage)> {
     batch
@@ -389,4 +389,66 @@ fn as_jobs(batch: Vec<StoredMessage>) -> Vec<(Job, StoredMessage)> {
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use tokio::sync::watch;
+
+    use super::{INTAKE_QUIET_MS, MAX_DEFER_MS, wait_out_intake};
+    use crate::store::{now_ms, spool::Activity};
+
+    /// Intake committing every 5 ms until `for_ms` have gone by.
+    fn busy(intake: &Activity, for_ms: u64) {
+        let intake = intake.clone();
+        tokio::spawn(async move {
+            let until = Instant::now() + Duration::from_millis(for_ms);
+            while Instant::now() < until {
+                intake.committed();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+    }
+
+    #[tokio::test]
+    async fn a_quiet_intake_is_not_waited_for() {
+        let (_stop, shutdown) = watch::channel(false);
+        let started = Instant::now();
+        wait_out_intake(Some(&Activity::default()), now_ms(), &shutdown).await;
+        assert!(started.elapsed() < Duration::from_millis(INTAKE_QUIET_MS as u64));
+    }
+
+    #[tokio::test]
+    async fn a_burst_is_waited_out_until_it_pauses() {
+        let (_stop, shutdown) = watch::channel(false);
+        let intake = Activity::default();
+        busy(&intake, 400);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let started = Instant::now();
+        wait_out_intake(Some(&intake), now_ms(), &shutdown).await;
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(350) && waited < Duration::from_millis(1_500),
+            "waited {waited:?} for a 400 ms burst"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_load_that_never_pauses_is_waited_for_at_most_the_bound() {
+        let (_stop, shutdown) = watch::channel(false);
+        let intake = Activity::default();
+        busy(&intake, 10_000);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        // The oldest post has waited all but 300 ms of the bound already.
+        let oldest = now_ms() - (MAX_DEFER_MS - 300);
+        let started = Instant::now();
+        wait_out_intake(Some(&intake), oldest, &shutdown).await;
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(250) && waited < Duration::from_millis(1_500),
+            "waited {waited:?}, the bound leaves 300 ms"
+        );
+    }
 }

@@ -45,7 +45,7 @@ pub struct Spool {
 pub struct Activity(Arc<AtomicI64>);
 
 impl Activity {
-    fn committed(&self) {
+    pub(crate) fn committed(&self) {
         self.0.store(now_ms(), Ordering::Relaxed);
     }
 
