@@ -12,6 +12,9 @@
 //! Run with `make bench` (it installs the peers and builds the plugins). Prints figures.
 
 mod common;
+// The tests' dnsmasq, for the nodes' resolver.
+#[path = "../tests/common/mod.rs"]
+mod test_common;
 
 use std::{
     process::{Child, Command, Stdio},
@@ -161,32 +164,6 @@ struct Roost {
     addr: String,
 }
 
-/// A local resolver for the nodes' sender checks (SPF, DMARC of `example.org`), as a mail
-/// server should have: dnsmasq answering for `example.org` itself, at once. The machine's
-/// own resolver here reaches no Internet and now and then stops answering for seconds,
-/// which would put its outages into the figures.
-fn start_dns() -> (Child, u16) {
-    let port = free_port();
-    let child = Command::new(peer("DNSMASQ"))
-        .args([
-            "--no-resolv",
-            "--no-hosts",
-            "--no-daemon",
-            "--bind-interfaces",
-            "--listen-address=127.0.0.1",
-            "--local=/example.org/",
-            "--pid-file=",
-            "--user=root",
-        ])
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("dnsmasq");
-    std::thread::sleep(Duration::from_millis(300));
-    (child, port)
-}
-
 fn start_roost(db_url: &str, dns_port: u16) -> Roost {
     let dir = tempfile::tempdir().unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
@@ -258,12 +235,15 @@ async fn main() {
         .expect("bench-postfix.sh");
     assert!(ok.success(), "cannot start the Postfix instance");
 
-    let (mut dns, dns_port) = start_dns();
-    let sqlite = start_roost("sqlite://roost.db", dns_port);
+    // A local resolver for the sender checks (SPF, DMARC of `example.org`), as a mail server
+    // should have: the machine's own reaches no Internet and now and then stops answering
+    // for seconds, which would put its outages into the figures.
+    let dns = test_common::dns::Dns::start(&["--local=/example.org/".into()]);
+    let sqlite = start_roost("sqlite://roost.db", dns.port);
     let sqlite_url = format!("sqlite://{}", sqlite.dir.path().join("roost.db").display());
     let pg_name = format!("roost_t_bench_{}", std::process::id());
     let pg_url = common::pg_create(&pg_name).await;
-    let pg = start_roost(&pg_url, dns_port);
+    let pg = start_roost(&pg_url, dns.port);
     wait_listening(&sqlite.addr).await;
     wait_listening(&pg.addr).await;
 
@@ -326,8 +306,7 @@ async fn main() {
         .status();
     let _ = sink.kill();
     let _ = sink.wait();
-    let _ = dns.kill();
-    let _ = dns.wait();
+    drop(dns);
 
     println!();
     println!(

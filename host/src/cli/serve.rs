@@ -161,7 +161,7 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
         node: node.clone(),
         lease: config.node.lease,
         local: Mutex::new(local),
-        intake: Some(intake.spool.activity()),
+        intake: intake.spool.activity(),
         delivery: Some(delivery.wake.clone()),
         bounces: Some(bounces.wake.clone()),
         links: Some(links),

@@ -41,7 +41,7 @@ pub struct Processor {
     /// Posts this node stored, handed over by intake (see `smtp::LocalWork`).
     pub local: Mutex<mpsc::Receiver<StoredMessage>>,
     /// This node's intake: processing waits out a burst of it (see [`MAX_DEFER_MS`]).
-    pub intake: Option<Activity>,
+    pub intake: Activity,
     /// Woken when posts were accepted, so delivery starts at once rather than at its next
     /// poll.
     pub delivery: Option<Arc<Notify>>,
@@ -65,7 +65,7 @@ impl Processor {
             }
             let local = self.take_local(Vec::new()).await;
             if let Some(oldest) = local.first().map(|m| m.received_at) {
-                wait_out_intake(self.intake.as_ref(), oldest, &shutdown).await;
+                wait_out_intake(&self.intake, oldest, &shutdown).await;
                 let batch = self.take_local(local).await;
                 self.process_loaded(as_jobs(batch), false, &shutdown).await;
                 continue;
@@ -93,7 +93,7 @@ impl Processor {
                 // Give a few more posts [`GATHER`] to arrive so they are processed (and
                 // committed) together: one transaction for many rather than an fsync each.
                 tokio::time::sleep(GATHER).await;
-                wait_out_intake(self.intake.as_ref(), m.received_at, &shutdown).await;
+                wait_out_intake(&self.intake, m.received_at, &shutdown).await;
                 let batch = self.take_local(vec![m]).await;
                 self.process_loaded(as_jobs(batch), false, &shutdown).await;
             }
@@ -362,8 +362,7 @@ impl Processor {
 /// beside it halved the rate at which the burst was acknowledged, and a stored post
 /// is safe, so the senders come first. The posts are leased to this node meanwhile
 /// (two seconds of a lease of many).
-async fn wait_out_intake(intake: Option<&Activity>, oldest: i64, shutdown: &watch::Receiver<bool>) {
-    let Some(intake) = intake else { return };
+async fn wait_out_intake(intake: &Activity, oldest: i64, shutdown: &watch::Receiver<bool>) {
     loop {
         let idle = intake.idle_ms();
         let waited = now_ms().saturating_sub(oldest);
@@ -400,35 +399,36 @@ mod tests {
     use super::{INTAKE_QUIET_MS, MAX_DEFER_MS, wait_out_intake};
     use crate::store::{now_ms, spool::Activity};
 
-    /// Intake committing every 5 ms until `for_ms` have gone by.
-    fn busy(intake: &Activity, for_ms: u64) {
-        let intake = intake.clone();
-        tokio::spawn(async move {
-            let until = Instant::now() + Duration::from_millis(for_ms);
-            while Instant::now() < until {
-                intake.committed();
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        });
+    /// How long processing waits for a post stored `ago_ms` ago while intake commits
+    /// every 5 ms for `busy_ms` (none at all: 0).
+    async fn wait_for(busy_ms: u64, ago_ms: i64) -> Duration {
+        let intake = Activity::default();
+        if busy_ms > 0 {
+            let intake = intake.clone();
+            tokio::spawn(async move {
+                let until = Instant::now() + Duration::from_millis(busy_ms);
+                while Instant::now() < until {
+                    intake.committed();
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            });
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let (_stop, shutdown) = watch::channel(false);
+        let started = Instant::now();
+        wait_out_intake(&intake, now_ms() - ago_ms, &shutdown).await;
+        started.elapsed()
     }
 
     #[tokio::test]
     async fn a_quiet_intake_is_not_waited_for() {
-        let (_stop, shutdown) = watch::channel(false);
-        let started = Instant::now();
-        wait_out_intake(Some(&Activity::default()), now_ms(), &shutdown).await;
-        assert!(started.elapsed() < Duration::from_millis(INTAKE_QUIET_MS as u64));
+        let waited = wait_for(0, 0).await;
+        assert!(waited < Duration::from_millis(INTAKE_QUIET_MS as u64));
     }
 
     #[tokio::test]
     async fn a_burst_is_waited_out_until_it_pauses() {
-        let (_stop, shutdown) = watch::channel(false);
-        let intake = Activity::default();
-        busy(&intake, 400);
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        let started = Instant::now();
-        wait_out_intake(Some(&intake), now_ms(), &shutdown).await;
-        let waited = started.elapsed();
+        let waited = wait_for(400, 0).await;
         assert!(
             waited >= Duration::from_millis(350) && waited < Duration::from_millis(1_500),
             "waited {waited:?} for a 400 ms burst"
@@ -437,15 +437,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_load_that_never_pauses_is_waited_for_at_most_the_bound() {
-        let (_stop, shutdown) = watch::channel(false);
-        let intake = Activity::default();
-        busy(&intake, 10_000);
-        tokio::time::sleep(Duration::from_millis(10)).await;
         // The oldest post has waited all but 300 ms of the bound already.
-        let oldest = now_ms() - (MAX_DEFER_MS - 300);
-        let started = Instant::now();
-        wait_out_intake(Some(&intake), oldest, &shutdown).await;
-        let waited = started.elapsed();
+        let waited = wait_for(10_000, MAX_DEFER_MS - 300).await;
         assert!(
             waited >= Duration::from_millis(250) && waited < Duration::from_millis(1_500),
             "waited {waited:?}, the bound leaves 300 ms"

@@ -103,9 +103,7 @@ impl EpochTicker {
             shared: self.shared.clone(),
         }
     }
-}
 
-impl EpochTicker {
     #[cfg(test)]
     fn ticks(&self) -> u64 {
         self.shared.ticks.load(Ordering::Relaxed)
