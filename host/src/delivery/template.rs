@@ -31,6 +31,8 @@ pub struct Template {
 }
 
 const OPEN: &[u8] = b"{{roost:";
+/// The longest placeholder name (`unsubscribe-url`, `link:` with a number).
+const MAX_NAME: usize = 16;
 
 impl Template {
     pub fn new(bytes: Vec<u8>) -> Template {
@@ -40,7 +42,10 @@ impl Template {
         while let Some(p) = find(&bytes[i..], OPEN) {
             let at = i + p;
             let name_from = at + OPEN.len();
-            let Some(close) = find(&bytes[name_from..], b"}}").filter(|&c| c <= 16) else {
+            // A name is at most MAX_NAME bytes, so `}}` is looked for only that far: searching
+            // the rest of the message at every `{{roost:` made a body of them quadratic.
+            let window = &bytes[name_from..bytes.len().min(name_from + MAX_NAME + 2)];
+            let Some(close) = find(window, b"}}") else {
                 i = name_from;
                 continue;
             };
@@ -136,5 +141,69 @@ mod tests {
         let plain = Template::new(b"no slots here".to_vec());
         assert!(!plain.has_slots());
         assert_eq!(fill(&plain), "no slots here");
+    }
+
+    /// The same split, written the obvious way: every `{{roost:` with its `}}` within reach.
+    fn reference(bytes: &[u8]) -> Vec<Part> {
+        let mut parts = Vec::new();
+        let (mut text_from, mut i) = (0, 0);
+        while i + OPEN.len() <= bytes.len() {
+            if !bytes[i..].starts_with(OPEN) {
+                i += 1;
+                continue;
+            }
+            let from = i + OPEN.len();
+            let close = (from..bytes.len().saturating_sub(1))
+                .take(MAX_NAME + 1)
+                .find(|&c| &bytes[c..c + 2] == b"}}");
+            let Some(close) = close else {
+                i = from;
+                continue;
+            };
+            let t = Template::new(bytes[i..close + 2].to_vec());
+            if let [Part::Slot(slot)] = t.parts.as_slice() {
+                if text_from < i {
+                    parts.push(Part::Text(text_from..i));
+                }
+                parts.push(Part::Slot(*slot));
+                text_from = close + 2;
+            }
+            i = close + 2;
+        }
+        if text_from < bytes.len() {
+            parts.push(Part::Text(text_from..bytes.len()));
+        }
+        parts
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn splits_like_the_obvious_scan(
+            pieces in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "{{roost:", "}}", "}", "address", "name", "link:", "7", "x", "\r\n",
+                    "unsubscribe-url", "open-url", "{{", "roost:",
+                ]),
+                0..40,
+            )
+        ) {
+            let bytes = pieces.concat().into_bytes();
+            proptest::prop_assert_eq!(Template::new(bytes.clone()).parts, reference(&bytes));
+        }
+    }
+
+    /// A 4 MiB body of nothing but openings (a hostile post to an owner address) used to
+    /// search the rest of the message at each: hours. Now it is one pass.
+    #[test]
+    fn a_body_of_openings_is_linear() {
+        let bytes = b"{{roost:".repeat(512 * 1024);
+        let started = std::time::Instant::now();
+        let t = Template::new(bytes);
+        assert!(!t.has_slots());
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        let bytes = b"{{roost:address}}.".repeat(100_000);
+        let t = Template::new(bytes);
+        assert_eq!(t.parts.len(), 200_000);
+        assert!(started.elapsed() < std::time::Duration::from_secs(4));
     }
 }

@@ -116,9 +116,7 @@ pub fn set_field(raw: &mut Vec<u8>, name: &str, value: &str) {
     let Some(&(start, end)) = matching.first() else {
         return append_field(raw, name, value);
     };
-    for (s, e) in matching[1..].iter().rev() {
-        raw.drain(*s..*e);
-    }
+    remove_ranges(raw, &matching[1..]);
     raw.splice(start..end, field_line(name, value));
 }
 
@@ -129,10 +127,24 @@ pub fn remove_fields(raw: &mut Vec<u8>, name: &str) -> usize {
         .filter(|f| f.name.eq_ignore_ascii_case(name))
         .map(|f| (f.start, f.end))
         .collect();
-    for (start, end) in doomed.iter().rev() {
-        raw.drain(*start..*end);
-    }
+    remove_ranges(raw, &doomed);
     doomed.len()
+}
+
+/// Take these byte ranges (in order, not overlapping) out of `raw` in one pass. Draining
+/// them one by one moves the rest of the message each time: a header of many fields of one
+/// name made that quadratic.
+pub fn remove_ranges(raw: &mut Vec<u8>, ranges: &[(usize, usize)]) {
+    if ranges.is_empty() {
+        return;
+    }
+    let mut write = ranges[0].0;
+    for (i, &(_, end)) in ranges.iter().enumerate() {
+        let next = ranges.get(i + 1).map_or(raw.len(), |r| r.0);
+        raw.copy_within(end..next, write);
+        write += next - end;
+    }
+    raw.truncate(write);
 }
 
 /// Give a message that has none the blank line that ends its header.
@@ -207,5 +219,40 @@ mod tests {
         assert_eq!(fields(&m).len(), 2);
         append_field(&mut m, "X-A", "1");
         assert_eq!(m, b"Subject: s\nFrom: f\nX-A: 1\r\n\nbody\n");
+    }
+
+    #[test]
+    fn many_fields_of_one_name_are_removed_in_linear_time() {
+        let mut m = b"X-A: 1\r\n".repeat(400_000);
+        m.extend_from_slice(b"Subject: kept\r\n\r\nbody\r\n");
+        let started = std::time::Instant::now();
+        assert_eq!(remove_fields(&mut m, "x-a"), 400_000);
+        assert_eq!(m, b"Subject: kept\r\n\r\nbody\r\n");
+        let mut m = b"X-A: 1\r\nX-B: 2\r\n".repeat(200_000);
+        m.extend_from_slice(b"\r\n");
+        set_field(&mut m, "x-b", "only");
+        assert_eq!(fields(&m).len(), 200_001);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn removing_ranges_keeps_the_rest_in_order(
+            text in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+            cuts in proptest::collection::vec(0usize..200, 0..20),
+        ) {
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(text.len())).collect();
+            cuts.sort_unstable();
+            let ranges: Vec<(usize, usize)> = cuts.chunks_exact(2).map(|c| (c[0], c[1])).collect();
+            let expected: Vec<u8> = text
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !ranges.iter().any(|&(s, e)| (s..e).contains(i)))
+                .map(|(_, &b)| b)
+                .collect();
+            let mut raw = text.clone();
+            remove_ranges(&mut raw, &ranges);
+            proptest::prop_assert_eq!(raw, expected);
+        }
     }
 }

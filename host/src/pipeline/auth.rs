@@ -55,9 +55,7 @@ impl Authenticator {
             })
             .map(|f| (f.start, f.end))
             .collect();
-        for (start, end) in forged.into_iter().rev() {
-            raw.drain(start..end);
-        }
+        message::remove_ranges(&mut raw, &forged);
         let now = std::time::Instant::now();
         let down = self
             .down_until
