@@ -92,6 +92,9 @@ pub struct Report {
     /// them into its text), without the angle brackets.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub original_message_id: Option<String>,
+    /// `List-Id` of the returned original (the part in angle brackets), found the same way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub original_list_id: Option<String>,
 }
 
 impl Report {
@@ -119,6 +122,7 @@ pub fn parse(raw: &[u8]) -> Option<Report> {
         format: format.to_string(),
         recipients: dedup(recipients),
         original_message_id: original_message_id(&mime),
+        original_list_id: original_list_id(&mime),
     };
     // Structured reports first: they name recipients explicitly.
     if let Some(recipients) = arf::parse(&mime) {
@@ -163,26 +167,40 @@ fn dedup(recipients: Vec<Recipient>) -> Vec<Recipient> {
 /// bounce attaches them, else from a `Message-ID:` line in the bounce text (MTAs that paste
 /// the original inline).
 fn original_message_id(mime: &mime::Mime<'_>) -> Option<String> {
-    let from_headers = mime
-        .returned_headers()
-        .and_then(|h| h.get("message-id"))
-        .map(str::to_string);
-    let value = from_headers.or_else(|| {
-        mime.report_texts().find_map(|p| {
-            p.text().lines().find_map(|l| {
-                let (name, value) = l.split_once(':')?;
-                name.trim()
-                    .eq_ignore_ascii_case("message-id")
-                    .then(|| value.trim().to_string())
-            })
-        })
-    })?;
+    let value = original_field(mime, "message-id")?;
     let id = value
         .split_whitespace()
         .next()?
         .trim_start_matches('<')
         .trim_end_matches('>');
     (!id.is_empty() && id.len() <= 998).then(|| id.to_string())
+}
+
+/// The returned original's `List-Id` (its `<id>` part, without brackets), found like its
+/// Message-ID: what ties a bounce to one list when it came without a VERP token.
+fn original_list_id(mime: &mime::Mime<'_>) -> Option<String> {
+    let value = original_field(mime, "list-id")?;
+    let inner = value.rsplit_once('<')?.1.split_once('>')?.0.trim();
+    (!inner.is_empty() && inner.len() <= 255).then(|| inner.to_string())
+}
+
+/// A field of the returned original: from its headers when the bounce attaches them, else
+/// from a `Name:` line in the bounce text (MTAs that paste the original inline).
+fn original_field(mime: &mime::Mime<'_>, name: &str) -> Option<String> {
+    let from_headers = mime
+        .returned_headers()
+        .and_then(|h| h.get(name))
+        .map(str::to_string);
+    from_headers.or_else(|| {
+        mime.report_texts().find_map(|p| {
+            p.text().lines().find_map(|l| {
+                let (n, value) = l.split_once(':')?;
+                n.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| value.trim().to_string())
+            })
+        })
+    })
 }
 
 /// Classify a failure from its enhanced status code and the server's words.
@@ -222,5 +240,6 @@ pub fn from_delivery(
             final_recipient: None,
         }],
         original_message_id: None,
+        original_list_id: None,
     }
 }

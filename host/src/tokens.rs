@@ -15,7 +15,7 @@ use ring::hmac;
 pub enum Purpose {
     /// VERP return path: recipient row, member.
     Verp = 1,
-    /// Unsubscribe link: member.
+    /// Unsubscribe link: member, recipient row (the copy it came in).
     Unsubscribe = 2,
     /// Tracked link: recipient row, link number.
     Click = 3,

@@ -9,7 +9,7 @@ mod common;
 use std::{collections::HashMap, time::Duration};
 
 use common::{
-    node::{Node, NodeSpec, curl, eventually, python, send},
+    node::{Node, NodeSpec, curl, eventually, send, send_raw},
     recorder::{Received, Recorder},
 };
 use roost::store::Store;
@@ -41,16 +41,7 @@ fn start_on(url: &str, sink: &Recorder, bounce: &str) -> Node {
 
 /// Send a raw message from the null sender, as an MTA returns a bounce.
 fn bounce_back(node: &Node, to: &str, raw: &str) {
-    let program = r#"
-import smtplib, sys
-host, port = sys.argv[1].split(":")
-s = smtplib.SMTP(host, int(port), timeout=30)
-s.sendmail("<>", [sys.argv[2]], open(sys.argv[3], "rb").read())
-s.quit()
-"#;
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), raw).unwrap();
-    python(program, &[&node.smtp, to, &file.path().to_string_lossy()]);
+    send_raw(&node.smtp, "<>", to, raw);
 }
 
 /// An RFC 3464 report for `rcpt` as Postfix writes it.
@@ -168,6 +159,7 @@ with_database_urls!(
             "noverp@c.example",
             "spam@c.example",
             "redacted@c.example",
+            "forged@c.example",
         ];
         let mut args = vec!["members", "add", "news"];
         args.extend(people);
@@ -231,7 +223,14 @@ with_database_urls!(
                 .replace("Original-Rcpt-To: <redacted@c.example>\r\n", "")
                 .replace("To: redacted@c.example\r\n", ""),
         );
-        // Forwarded or mangled: no token, matched by the address in the report.
+        // Forwarded or mangled: no token in the address, but the returned headers are the
+        // copy's own (its List-Id, Message-ID and unsubscribe link): proof enough.
+        let copy = got
+            .iter()
+            .find(|r| r.to[0] == "noverp@c.example")
+            .unwrap()
+            .text();
+        let head = &copy[..copy.find("\r\n\r\n").unwrap() + 2];
         bounce_back(
             &node,
             "news-bounces@lists.example.org",
@@ -240,6 +239,42 @@ with_database_urls!(
                 "failed",
                 "5.1.1",
                 "550 5.1.1 No such user",
+            )
+            .replace("From: Ann <ann@example.org>\r\nSubject: Hello\r\n", head),
+        );
+        // Forged by anyone: a member's address written into bounces and a complaint sent
+        // to the bare bounce address, with no proof of a copy. Kept, acted on never.
+        for _ in 0..3 {
+            bounce_back(
+                &node,
+                "news-bounces@lists.example.org",
+                &dsn(
+                    "forged@c.example",
+                    "failed",
+                    "5.1.1",
+                    "550 5.1.1 No such user",
+                ),
+            );
+        }
+        bounce_back(
+            &node,
+            "news-bounces@lists.example.org",
+            &complaint("forged@c.example"),
+        );
+        // A real copy's headers quoted for another list's bounce address prove nothing here.
+        let forged_head = head.replace("List-Id: \"News\"", "List-Id: \"Other\"");
+        bounce_back(
+            &node,
+            "news-bounces@lists.example.org",
+            &dsn(
+                "forged@c.example",
+                "failed",
+                "5.1.1",
+                "550 5.1.1 No such user",
+            )
+            .replace(
+                "From: Ann <ann@example.org>\r\nSubject: Hello\r\n",
+                &forged_head.replace("<news.lists.example.org>", "<other.lists.example.org>"),
             ),
         );
 
@@ -272,8 +307,13 @@ with_database_urls!(
             seen["full@c.example"].2.contains("mailbox-full"),
             "{seen:#?}"
         );
-        // A delay notice and a spam rejection change nothing.
-        for a in ["ok@a.example", "delayed@c.example", "policy@c.example"] {
+        // A delay notice, a spam rejection and forged reports change nothing.
+        for a in [
+            "ok@a.example",
+            "delayed@c.example",
+            "policy@c.example",
+            "forged@c.example",
+        ] {
             assert_eq!(
                 seen[a],
                 ("enabled".to_string(), 0.0, "-".to_string()),
@@ -303,12 +343,37 @@ with_database_urls!(
         assert_eq!(find("spam@c.example").3, "complaint");
         assert_eq!(find("redacted@c.example").3, "complaint");
         assert_eq!(find("noverp@c.example").1, "dsn");
+        assert_eq!(find("noverp@c.example").4, "handled");
+        eventually(
+            "forged reports recorded",
+            Duration::from_secs(10),
+            || async {
+                let forged: Vec<String> = sqlx::query_scalar(
+                    "SELECT state FROM bounces WHERE address = 'forged@c.example' ORDER BY id",
+                )
+                .fetch_all(store.pool())
+                .await
+                .unwrap();
+                forged.len() == 5 && forged.iter().all(|s| s == "unverified")
+            },
+        )
+        .await;
+        let (code, out, err) = node.roost(&["bounce", "list", "news"]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(
+            out.lines()
+                .filter(|l| l.contains("forged@c.example") && l.contains("\tunverified\t"))
+                .count(),
+            5,
+            "{out}"
+        );
         eventually("every bounce handled", Duration::from_secs(10), || async {
-            let open: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM bounces WHERE state <> 'handled'")
-                    .fetch_one(store.pool())
-                    .await
-                    .unwrap();
+            let open: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM bounces WHERE state NOT IN ('handled', 'unverified')",
+            )
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
             open == 0
         })
         .await;
@@ -358,7 +423,7 @@ with_database_urls!(
                 .iter()
                 .filter(|r| r.text().contains("Subject: Second"))
                 .count()
-                == 4
+                == 5
         })
         .await;
         let second: Vec<String> = sink.received()[before..]

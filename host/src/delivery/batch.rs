@@ -267,7 +267,8 @@ impl Delivery {
                 out.extend_from_slice(one_line(r.name.as_deref().unwrap_or("")).as_bytes())
             }
             Slot::UnsubscribeUrl => {
-                let token = keys.sign(Purpose::Unsubscribe, &[member]);
+                // The copy too: a bounce that quotes this link proves which copy it is about.
+                let token = keys.sign(Purpose::Unsubscribe, &[member, rid]);
                 out.extend_from_slice(format!("{public}/u/{token}").as_bytes());
             }
             Slot::OpenUrl => {

@@ -51,7 +51,8 @@ fn unavailable() -> Response {
 
 fn member_of(state: &HttpState, token: &str) -> Option<i64> {
     match state.keys.verify(Purpose::Unsubscribe, token)?.as_slice() {
-        [id] if *id > 0 => i64::try_from(*id).ok(),
+        // Member and copy; links sent before the copy was added name the member alone.
+        [id] | [id, _] if *id > 0 => i64::try_from(*id).ok(),
         _ => None,
     }
 }

@@ -22,6 +22,22 @@ pub struct NewBounce {
     pub recipient: roost_bounce::Recipient,
     /// The detector that recognised it (`rfc3464`, `smtp-reply`, ...).
     pub format: String,
+    /// Whether it proved to be about a copy Roost sent (delivery's own replies; bounce mail
+    /// with a verified token). Only those reach the `on-bounce` plugins; the rest are kept
+    /// as `unverified` for the operator to see and never change a member.
+    pub verified: bool,
+}
+
+/// One copy Roost sent, as a token names it (see [`Store::sent_copy`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentCopy {
+    /// The post or notice (`messages.id`).
+    pub message_id: String,
+    pub address: String,
+    pub member_id: Option<i64>,
+    pub list: String,
+    /// The post's `Message-ID:` without angle brackets, as every copy carried it.
+    pub header_message_id: Option<String>,
 }
 
 /// A recorded bounce, claimed for its plugins.
@@ -40,11 +56,11 @@ pub struct BounceRow {
     pub reason: String,
     pub format: String,
     pub at: i64,
-    /// `new` | `handled` | `failed`
+    /// `new` | `handled` | `failed` | `unverified` (never handed to plugins)
     pub state: String,
 }
 
-const COLUMNS: usize = 12;
+const COLUMNS: usize = 13;
 
 /// The columns [`bounce_row`] reads, as a literal so statements can be built with `concat!`.
 macro_rules! row_columns {
@@ -83,7 +99,7 @@ pub(super) async fn insert_bounces(
     for chunk in bounces.chunks(500) {
         let sql = format!(
             "INSERT INTO bounces (list, member_id, address, message_id, source, status, \
-             diagnostic, temporary, action, reason, format, at) VALUES {}",
+             diagnostic, temporary, action, reason, format, at, state) VALUES {}",
             values_list(chunk.len(), COLUMNS, 1, "")
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -101,7 +117,8 @@ pub(super) async fn insert_bounces(
                 .bind(&r.action)
                 .bind(r.reason.as_str())
                 .bind(&b.format)
-                .bind(now);
+                .bind(now)
+                .bind(if b.verified { "new" } else { "unverified" });
         }
         q.execute(&mut **tx).await?;
     }
@@ -172,17 +189,34 @@ impl Store {
         Ok(())
     }
 
-    /// The copy a VERP token names: its post (or notice), address and member.
-    pub async fn verp_recipient(
-        &self,
-        recipient: i64,
-    ) -> Result<Option<(String, String, Option<i64>)>> {
-        Ok(
-            sqlx::query_as("SELECT message_id, address, member_id FROM recipients WHERE id = $1")
-                .bind(recipient)
-                .fetch_optional(self.pool())
-                .await?,
+    /// The copy a signed token names (its recipient row): the post (or notice) it was a
+    /// copy of, its list, the address and member it went to, and the start of the post's
+    /// header (enough to read its Message-ID), which a bounce without a VERP token must
+    /// quote to prove it is about this copy.
+    pub async fn sent_copy(&self, recipient: i64) -> Result<Option<SentCopy>> {
+        let row = sqlx::query(
+            "SELECT r.message_id, r.address, r.member_id, m.list, substr(m.raw, 1, 65536) \
+             FROM recipients r JOIN messages m ON m.id = r.message_id WHERE r.id = $1",
         )
+        .bind(recipient)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let head: Vec<u8> = row.try_get(4)?;
+        Ok(Some(SentCopy {
+            message_id: row.try_get(0)?,
+            address: row.try_get(1)?,
+            member_id: row.try_get(2)?,
+            list: row.try_get(3)?,
+            header_message_id: crate::message::header(&head, "message-id").map(|v| {
+                v.trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_string()
+            }),
+        }))
     }
 
     /// Member ids of `list` for these addresses (matched case-insensitively), for bounces

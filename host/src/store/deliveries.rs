@@ -563,5 +563,7 @@ fn delivery_bounce(r: &DeliveryResult) -> Option<NewBounce> {
         source: if *expired { "expiry" } else { "delivery" },
         recipient,
         format: report.format,
+        // Delivery's own reply to our own copy.
+        verified: true,
     })
 }

@@ -28,7 +28,7 @@ use sqlx::{
     any::{AnyPoolOptions, install_default_drivers},
 };
 
-pub use bounces::{BounceRow, NewBounce};
+pub use bounces::{BounceRow, NewBounce, SentCopy};
 pub use confirmations::{Action, Confirmed, Pending};
 pub use deliveries::{
     Batch, BatchEnd, DeliveryResult, Outcome, PostForDelivery, QueueLine, Recipient,

@@ -252,6 +252,20 @@ s.quit()
         .to_string()
 }
 
+/// Send `raw` as it is from `from` (`<>` for the null sender) to `to` with smtplib.
+pub fn send_raw(smtp: &str, from: &str, to: &str, raw: &str) {
+    let program = r#"
+import smtplib, sys
+host, port = sys.argv[1].split(":")
+s = smtplib.SMTP(host, int(port), timeout=30)
+s.sendmail(sys.argv[2], [sys.argv[3]], open(sys.argv[4], "rb").read())
+s.quit()
+"#;
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), raw).unwrap();
+    python(program, &[smtp, from, to, &file.path().to_string_lossy()]);
+}
+
 /// `curl` with `args`; (status, body).
 pub fn curl(args: &[&str]) -> (u16, String) {
     let out = Command::new("curl")
