@@ -94,6 +94,9 @@ pub fn post(
             format!("<mailto:{local}-request@{domain}?subject=subscribe>"),
         ),
         ("Precedence", "list".to_string()),
+        // Kept by other lists (unlike List-Id, which each replaces): a copy that comes
+        // back through a list subscribed to this one is held (`pipeline::loops`).
+        ("X-Loop", list.address.clone()),
     ];
     for (name, value) in &fields {
         message::append_field(&mut out, name, value);

@@ -5,6 +5,7 @@
 pub mod auth;
 mod chains;
 pub mod edits;
+pub mod loops;
 pub mod process;
 pub mod requests;
 mod worker;

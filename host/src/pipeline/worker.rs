@@ -9,7 +9,7 @@ use std::{
 use tokio::sync::{Mutex, Notify, mpsc, watch};
 use tracing::Instrument;
 
-use super::{Chains, process, requests};
+use super::{Chains, loops, process, requests};
 use crate::{
     config::ListConfig,
     plugins::Runtime,
@@ -274,15 +274,23 @@ impl Processor {
                     }
                 }
             }
-            _ => {
-                let post = match view {
-                    Some(raw) => process::to_wit(&StoredMessage { raw, ..m.clone() }),
-                    None => process::to_wit(m),
-                };
-                let (verdict, edits) =
-                    process::run_chain(&self.runtime, chain, &post, list.on_plugin_error).await;
-                process::decide(list, m, verdict, &edits, self.links.as_deref())
-            }
+            // A post that came round already, or that a program sent, is held before any
+            // plugin sees it.
+            _ => match loops::hold_reason(&list.address, &m.raw) {
+                Some(reason) => {
+                    let verdict = process::Verdict::Hold(reason);
+                    process::decide(list, m, verdict, &[], self.links.as_deref())
+                }
+                None => {
+                    let post = match view {
+                        Some(raw) => process::to_wit(&StoredMessage { raw, ..m.clone() }),
+                        None => process::to_wit(m),
+                    };
+                    let (verdict, edits) =
+                        process::run_chain(&self.runtime, chain, &post, list.on_plugin_error).await;
+                    process::decide(list, m, verdict, &edits, self.links.as_deref())
+                }
+            },
         };
         tracing::info!(
             state = decision.state,
