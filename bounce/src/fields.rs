@@ -103,10 +103,15 @@ pub fn floor_char_boundary(s: &str, max: usize) -> usize {
         .unwrap_or(0)
 }
 
-/// One line, whitespace collapsed, at most `max` bytes: what goes into `diagnostic`.
+/// One line, whitespace collapsed and other control characters (NUL above all, which a
+/// database text column refuses) taken as space, at most `max` bytes: what goes into
+/// `diagnostic`.
 pub fn one_line(s: &str, max: usize) -> String {
     let mut out = String::new();
-    for word in s.split_whitespace() {
+    for word in s.split(|c: char| c.is_whitespace() || c.is_control()) {
+        if word.is_empty() {
+            continue;
+        }
         if out.len() >= max {
             break;
         }

@@ -156,3 +156,18 @@ fn from_delivery_reports() {
     assert!(!r.recipients[0].temporary);
     assert_eq!(r.recipients[0].reason, crate::Reason::DnsOrRouting);
 }
+
+/// A NUL or other control character in a DSN's words never reaches the report: a database
+/// text column refuses NUL, and one such value used to fail a whole batch of decisions.
+#[test]
+fn control_characters_are_taken_out() {
+    let raw = b"From: MAILER-DAEMON@mx.example\r\nSubject: Undelivered\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n\
+--B\r\nContent-Type: text/plain\r\n\r\nfailed\r\n\
+--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example\r\n\r\n\
+Final-Recipient: rfc822; x@example.com\r\nAction: failed\r\nStatus: 5.1.1\r\n\
+Diagnostic-Code: smtp; 550 5.1.1 no\x00such\x01user\x7f here\r\n\r\n--B--\r\n";
+    let report = timed("nul", raw).expect("a report");
+    let diagnostic = &report.recipients[0].diagnostic;
+    assert_eq!(diagnostic, "550 5.1.1 no such user here");
+}

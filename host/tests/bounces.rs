@@ -661,3 +661,78 @@ async fn hostile_bounces_are_handled_and_harm_nothing() {
     sink.wait_for(1, Duration::from_secs(20)).await;
     assert!(node.stop().success());
 }
+
+with_database_urls!(
+    a_nul_byte_or_a_message_that_keeps_failing_blocks_nothing,
+    |url: String| async move {
+        let sink = Recorder::start(&[]);
+        let mut node = start_on(&url, &sink, "threshold = 1.0\nsummary = \"never\"\n");
+        let (code, _, err) = node.roost(&["members", "add", "news", "x@e.example"]);
+        assert_eq!(code, 0, "{err}");
+        let store = Store::connect(&node.db_url).await.unwrap();
+        // A bounce whose words carry NUL and other control bytes (PostgreSQL refuses NUL in
+        // a text column: the whole batch of decisions used to fail, for ever), sent beside
+        // a post that must go out all the same.
+        let nul = dsn(
+            "x@e.example",
+            "failed",
+            "5.1.1",
+            "550 5.1.1 no\u{0}such\u{1}user",
+        );
+        bounce_back(&node, "news-bounces@lists.example.org", &nul);
+        send(&node.smtp, "ann@example.org", LIST, "Still going", "body");
+        sink.wait_for(1, Duration::from_secs(20)).await;
+        eventually("the bounce recorded", Duration::from_secs(20), || async {
+            let rows: Vec<String> =
+                sqlx::query_scalar("SELECT diagnostic FROM bounces WHERE address = 'x@e.example'")
+                    .fetch_all(store.pool())
+                    .await
+                    .unwrap();
+            rows == ["550 5.1.1 no such user"]
+        })
+        .await;
+
+        // A message that failed too often (here: for a list no node knows) is set aside
+        // with its last error, and shown by `roost queue`.
+        let ghost = roost::store::NewMessage {
+            id: "0000ghost".into(),
+            list: "ghost@lists.example.org".into(),
+            kind: roost::store::MessageKind::Post,
+            token: None,
+            mail_from: "ann@example.org".into(),
+            rcpt_to: vec!["ghost@lists.example.org".into()],
+            client_ip: "127.0.0.1".into(),
+            helo: "client".into(),
+            raw: b"Subject: ghost\r\n\r\nbody\r\n".to_vec(),
+            received_at: 0,
+            node: "elsewhere".into(),
+            lease: None,
+        };
+        store.insert_messages(&[ghost]).await.unwrap();
+        sqlx::query(
+            "UPDATE messages SET attempts = 8, last_error = 'unknown list' WHERE id = '0000ghost'",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+        eventually("set aside", Duration::from_secs(20), || async {
+            store
+                .message("0000ghost")
+                .await
+                .is_ok_and(|m| m.state == "failed")
+        })
+        .await;
+        let m = store.message("0000ghost").await.unwrap();
+        assert_eq!(
+            m.reason.as_deref(),
+            Some("set aside after 8 tries: unknown list")
+        );
+        let (code, out, err) = node.roost(&["queue"]);
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            out.contains("0000ghost\tghost@lists.example.org\tpost\tset-aside\t9\tset aside after 8 tries: unknown list"),
+            "{out}"
+        );
+        assert!(node.stop().success());
+    }
+);

@@ -81,15 +81,24 @@ with_database_urls!(
         // A post that says a program sent it, and one that crossed too many hops.
         let auto = "From: robot@example.org\r\nTo: alpha@lists.example.org\r\n\
                     Subject: Out of office\r\nAuto-Submitted: auto-replied\r\n\r\nAway.\r\n";
-        send_raw(&node.smtp, "robot@example.org", "alpha@lists.example.org", auto);
+        send_raw(
+            &node.smtp,
+            "robot@example.org",
+            "alpha@lists.example.org",
+            auto,
+        );
         let hops = format!(
             "{}From: far@example.org\r\nSubject: Far\r\n\r\nbody\r\n",
             "Received: from a.example by b.example; Thu, 1 Jan 2026 00:00:00 +0000\r\n".repeat(26)
         );
-        send_raw(&node.smtp, "far@example.org", "beta@lists.example.org", &hops);
+        send_raw(
+            &node.smtp,
+            "far@example.org",
+            "beta@lists.example.org",
+            &hops,
+        );
         eventually("both held", Duration::from_secs(30), || async {
-            posts(&store).await.len() == 5
-                && posts(&store).await[3..].iter().all(|p| p.1 == "held")
+            posts(&store).await.len() == 5 && posts(&store).await[3..].iter().all(|p| p.1 == "held")
         })
         .await;
         let seen = posts(&store).await;

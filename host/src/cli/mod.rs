@@ -47,7 +47,8 @@ pub enum Command {
     Lists,
     /// Show the nodes of the cluster: state, last heartbeat, version, host.
     Nodes,
-    /// What waits to be delivered, per destination: recipients, next attempt, last reply.
+    /// Messages processing could not decide (retrying or set aside, with the error), then
+    /// what waits to be delivered, per destination: recipients, next attempt, last reply.
     Queue,
     /// Reports in the terminal.
     #[command(subcommand)]

@@ -1,13 +1,34 @@
-//! `roost queue`: what waits to be delivered, per destination domain.
+//! `roost queue`: messages processing could not decide (retrying or set aside), then what
+//! waits to be delivered, per destination domain.
 
 use std::path::Path;
 
 use super::{load_config, open_store};
 use crate::{message::rfc3339, store::now_ms};
 
+/// Messages in trouble shown at most (newest first).
+const TROUBLE_LINES: u32 = 50;
+
 pub async fn show(config_path: &Path) -> anyhow::Result<()> {
     let config = load_config(config_path)?;
     let store = open_store(&config).await?;
+    let trouble = store.processing_trouble(TROUBLE_LINES).await?;
+    if !trouble.is_empty() {
+        // Messages processing could not decide come first: they need an operator's eye.
+        println!("MESSAGE	LIST	KIND	STATE	TRIES	ERROR");
+        for t in &trouble {
+            let state = if t.state == "failed" {
+                "set-aside"
+            } else {
+                "retrying"
+            };
+            println!(
+                "{}\t{}\t{}\t{state}\t{}\t{}",
+                t.id, t.list, t.kind, t.attempts, t.error
+            );
+        }
+        println!();
+    }
     let lines = store.queue().await?;
     if lines.is_empty() {
         println!("nothing waits: every recipient has been delivered, bounced or expired");

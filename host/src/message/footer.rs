@@ -50,8 +50,10 @@ pub fn append_footer(raw: &[u8], text: &str, html: Option<&str>) -> Vec<u8> {
         out.splice(at..at, crlf(html));
         return out;
     }
+    // RFC 2046 boundaries are 1 to 70 characters; a longer one is not trusted (the search
+    // for it costs its length at every byte of the body), and the message is wrapped.
     if mime == "multipart/mixed"
-        && let Some(boundary) = param(&content_type, "boundary")
+        && let Some(boundary) = param(&content_type, "boundary").filter(|b| b.len() <= 70)
     {
         let close = format!("--{boundary}--");
         let body = body_start(raw);
@@ -75,14 +77,7 @@ pub fn append_footer(raw: &[u8], text: &str, html: Option<&str>) -> Vec<u8> {
 
 fn wrap_in_mixed(raw: &[u8], content_type: &str, encoding: &str, text: &[u8]) -> Vec<u8> {
     let body = &raw[body_start(raw)..];
-    let mut n = 0u32;
-    let boundary = loop {
-        let b = format!("=_roost_footer_{:x}_{n}", body.len());
-        if find_last(body, b.as_bytes()).is_none() {
-            break b;
-        }
-        n += 1;
-    };
+    let boundary = fresh_boundary(body);
     // The header without its blank line (the caller made sure there is one).
     let blank = super::blank_line(raw).map_or(raw.len(), |(blank, _)| blank);
     let mut head = raw[..blank].to_vec();
@@ -113,6 +108,34 @@ fn wrap_in_mixed(raw: &[u8], content_type: &str, encoding: &str, text: &[u8]) ->
     out
 }
 
+/// A boundary that occurs nowhere in `body`: `=_roost_footer_LEN_N` with N above every N the
+/// body already holds, found in one pass (trying N = 0, 1, ... against a body written full of
+/// candidates was quadratic), or a random one should even that occur.
+fn fresh_boundary(body: &[u8]) -> String {
+    let prefix = format!("=_roost_footer_{:x}_", body.len());
+    let mut n = 0u64;
+    let mut at = 0;
+    while let Some(p) = find_first(&body[at..], prefix.as_bytes()) {
+        let digits = at + p + prefix.len();
+        let len = body[digits..]
+            .iter()
+            .take(19)
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        let seen = std::str::from_utf8(&body[digits..digits + len])
+            .ok()
+            .and_then(|d| d.parse::<u64>().ok());
+        n = n.max(seen.map_or(0, |v| v.saturating_add(1)));
+        at = digits;
+    }
+    let boundary = format!("{prefix}{n}");
+    if find_first(body, boundary.as_bytes()).is_none() {
+        boundary
+    } else {
+        format!("=_roost_footer_{}", uuid::Uuid::now_v7().simple())
+    }
+}
+
 /// A parameter of a structured header value (`boundary="x"`), quotes removed.
 fn param(value: &str, name: &str) -> Option<String> {
     value.split(';').skip(1).find_map(|p| {
@@ -128,6 +151,10 @@ fn crlf(text: &str) -> Vec<u8> {
     text.replace("\r\n", "\n")
         .replace('\n', "\r\n")
         .into_bytes()
+}
+
+fn find_first(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 fn find_last(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -193,5 +220,32 @@ mod tests {
         let raw = b"Content-Type: text/html\r\n\r\n<html><body><p>Hi</p></body></html>\r\n";
         let out = append_footer(raw, "Footer", Some("<p>Footer</p>"));
         assert!(String::from_utf8_lossy(&out).contains("<p>Hi</p><p>Footer</p></body>"));
+    }
+
+    /// Hostile shapes that used to cost the body's length squared: a body written full of
+    /// the boundaries the wrapper would try, and a multipart boundary of 100,000 bytes.
+    #[test]
+    fn hostile_bodies_are_footed_in_linear_time() {
+        let started = std::time::Instant::now();
+        let mut body = String::new();
+        let len = 2_000_000;
+        let mut n = 0;
+        while body.len() < len - 40 {
+            body.push_str(&format!("=_roost_footer_{len:x}_{n}\n"));
+            n += 1;
+        }
+        body.push_str(&"x".repeat(len - body.len()));
+        let raw = format!("Content-Type: text/html\r\n\r\n{body}");
+        let out = append_footer(raw.as_bytes(), "Footer", None);
+        let boundary = format!("=_roost_footer_{len:x}_{n}");
+        assert!(String::from_utf8_lossy(&out).contains(&format!("boundary=\"{boundary}\"")));
+        let long = "-".repeat(100_000);
+        let raw = format!(
+            "Content-Type: multipart/mixed; boundary=\"{long}x\"\r\n\r\n{}",
+            "-".repeat(2_000_000)
+        );
+        let out = append_footer(raw.as_bytes(), "Footer", None);
+        assert!(String::from_utf8_lossy(&out[..200]).contains("boundary=\"=_roost_footer_"));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 }

@@ -238,6 +238,28 @@ impl Processor {
         m: &StoredMessage,
         view: Option<Vec<u8>>,
     ) -> Option<Decision> {
+        if job.attempts > MAX_TRIES {
+            // One message that keeps failing (a plugin that traps under `on_plugin_error =
+            // "hold"` is a decision, not a failure; this is a store error, a list nobody
+            // knows, a row that cannot be written) must not be retried for ever.
+            let error = job.last_error.as_deref().unwrap_or("unknown error");
+            tracing::error!(
+                attempts = job.attempts,
+                error,
+                "processing failed too often; message set aside"
+            );
+            return Some(Decision {
+                state: "failed",
+                reason: Some(format!(
+                    "set aside after {} tries: {error}",
+                    job.attempts - 1
+                )),
+                edits: None,
+                notice: None,
+                forward_to: Vec::new(),
+                bounces: Vec::new(),
+            });
+        }
         let Some(list) = self.lists.get(&m.list) else {
             // A node with an older config; a node that knows the list will take the job.
             tracing::warn!("post for a list this node does not know");
@@ -338,9 +360,14 @@ impl Processor {
                 );
             }
             Ok(_) => {}
+            Err(e) if decided.len() == 1 => self.retry(&decided[0].0, &e.to_string()).await,
             Err(e) => {
-                for (job, _) in &decided {
-                    self.retry(job, &e.to_string()).await;
+                // One bad decision fails the whole transaction: record each on its own, so
+                // only the one that cannot be written is tried again (and, in the end, set
+                // aside), not every post that happened to share its batch.
+                tracing::warn!(error = %e, posts = decided.len(), "recording a batch of decisions failed; recording them one by one");
+                for one in decided {
+                    Box::pin(self.record(vec![one])).await;
                 }
             }
         }
@@ -382,6 +409,10 @@ async fn wait_out_intake(intake: &Activity, oldest: i64, shutdown: &watch::Recei
     }
 }
 
+/// Tries before a message that cannot be processed is set aside (state `failed`). With the
+/// back-off of `retry` that is about four minutes of trying.
+const MAX_TRIES: i64 = 8;
+
 /// Posts handed over by intake as jobs: leased to this node at insert, not yet tried.
 fn as_jobs(batch: Vec<StoredMessage>) -> Vec<(Job, StoredMessage)> {
     batch
@@ -391,6 +422,7 @@ fn as_jobs(batch: Vec<StoredMessage>) -> Vec<(Job, StoredMessage)> {
                 Job {
                     message_id: m.id.clone(),
                     attempts: 0,
+                    last_error: None,
                 },
                 m,
             )

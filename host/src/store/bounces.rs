@@ -4,7 +4,7 @@
 use sqlx::{Row, any::AnyRow};
 
 use super::{
-    Result, Store,
+    MAX_REASON, Result, Store, column_text,
     messages::{placeholders, values_list},
     now_ms,
 };
@@ -105,18 +105,19 @@ pub(super) async fn insert_bounces(
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for b in chunk {
             let r = &b.recipient;
+            // Everything but the list and source comes from the bounce's sender.
             q = q
                 .bind(&b.list)
                 .bind(b.member_id)
-                .bind(&b.address)
+                .bind(column_text(&b.address, 320).into_owned())
                 .bind(&b.message_id)
                 .bind(b.source)
-                .bind(&r.status)
-                .bind(&r.diagnostic)
+                .bind(column_text(&r.status, 32).into_owned())
+                .bind(column_text(&r.diagnostic, MAX_REASON).into_owned())
                 .bind(i64::from(r.temporary))
-                .bind(&r.action)
+                .bind(column_text(&r.action, 32).into_owned())
                 .bind(r.reason.as_str())
-                .bind(&b.format)
+                .bind(column_text(&b.format, 64).into_owned())
                 .bind(now)
                 .bind(if b.verified { "new" } else { "unverified" });
         }

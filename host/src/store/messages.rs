@@ -4,7 +4,12 @@ use std::collections::HashSet;
 
 use sqlx::Row;
 
-use super::{Backend, Notice, NoticeTarget, Result, Store, StoreError, now_ms};
+use super::{
+    Backend, MAX_REASON, Notice, NoticeTarget, Result, Store, StoreError, column_text, now_ms,
+};
+
+/// Longest notice body kept (a plugin's or a quoted post's text beyond it is cut).
+const MAX_NOTICE_BODY: usize = 256 * 1024;
 
 /// What an address of a list is for (DESIGN §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -90,12 +95,26 @@ pub struct StoredMessage {
 pub struct Job {
     pub message_id: String,
     pub attempts: i64,
+    /// Why the last try failed, when one did.
+    pub last_error: Option<String>,
+}
+
+/// A message processing could not decide (see [`Store::processing_trouble`]).
+#[derive(Debug, Clone)]
+pub struct Trouble {
+    pub id: String,
+    pub list: String,
+    pub kind: String,
+    /// `stored` (to be tried again) or `failed` (set aside).
+    pub state: String,
+    pub attempts: i64,
+    pub error: String,
 }
 
 /// The end of processing a post, written in one transaction with the job's removal.
 #[derive(Debug, Clone)]
 pub struct Decision {
-    /// accepted | held | rejected | discarded
+    /// accepted | held | rejected | discarded | failed (set aside after too many tries)
     pub state: &'static str,
     pub reason: Option<String>,
     /// The post after edits (for accepted posts).
@@ -190,7 +209,7 @@ impl Store {
         let sql = format!(
             "UPDATE messages SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
              WHERE id IN (SELECT id FROM messages WHERE state = 'stored' AND run_after <= $3 \
-             AND lease_until < $3 ORDER BY id LIMIT $4{lock}) RETURNING id, attempts"
+             AND lease_until < $3 ORDER BY id LIMIT $4{lock}) RETURNING id, attempts, last_error"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(owner)
@@ -204,6 +223,7 @@ impl Store {
                 Ok(Job {
                     message_id: r.try_get(0)?,
                     attempts: r.try_get(1)?,
+                    last_error: r.try_get(2)?,
                 })
             })
             .collect()
@@ -253,7 +273,7 @@ impl Store {
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(now_ms() + delay_ms)
-            .bind(error)
+            .bind(column_text(error, MAX_REASON).into_owned())
             .bind(&job.message_id)
             .bind(owner)
             .execute(self.pool())
@@ -342,7 +362,11 @@ impl Store {
                 q = q
                     .bind(&job.message_id)
                     .bind(d.state)
-                    .bind(&d.reason)
+                    .bind(
+                        d.reason
+                            .as_deref()
+                            .map(|r| column_text(r, MAX_REASON).into_owned()),
+                    )
                     .bind(&d.edits);
             }
             for (job, _) in chunk {
@@ -379,6 +403,32 @@ impl Store {
         }
         tx.commit().await?;
         Ok(recorded)
+    }
+
+    /// Messages processing could not decide: those waiting to be tried again after an
+    /// error, and those set aside (`failed`) after too many tries; newest first.
+    pub async fn processing_trouble(&self, limit: u32) -> Result<Vec<Trouble>> {
+        // Each half through its own partial index (`messages_to_process`, `messages_set_aside`).
+        let rows = sqlx::query(
+            "SELECT id, list, kind, state, attempts, COALESCE(reason, last_error, '') \
+             FROM messages WHERE (state = 'stored' AND last_error IS NOT NULL) \
+             OR state = 'failed' ORDER BY id DESC LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Trouble {
+                    id: r.try_get(0)?,
+                    list: r.try_get(1)?,
+                    kind: r.try_get(2)?,
+                    state: r.try_get(3)?,
+                    attempts: r.try_get(4)?,
+                    error: r.try_get(5)?,
+                })
+            })
+            .collect()
     }
 
     pub async fn count_in_state(&self, list: &str, state: &str) -> Result<u64> {
@@ -619,8 +669,8 @@ pub(super) async fn insert_notice_for_list<'e>(
     .bind(plugin)
     .bind(owners)
     .bind(address)
-    .bind(&n.subject)
-    .bind(&n.body)
+    .bind(column_text(&n.subject, 998).into_owned())
+    .bind(column_text(&n.body, MAX_NOTICE_BODY).into_owned())
     .bind(&n.reply_to)
     .bind(now)
     .fetch_one(executor)

@@ -36,7 +36,7 @@ pub use deliveries::{
 pub use events::{EventCounts, EventQuery, NewEvent};
 pub use kv::{KvEntry, KvScope};
 pub use members::{DeliveryStatus, Member, check_address};
-pub use messages::{Decision, Job, MessageKind, NewMessage, StoredMessage};
+pub use messages::{Decision, Job, MessageKind, NewMessage, StoredMessage, Trouble};
 pub use nodes::{NameTaken, NodeRow, NodeWork};
 pub use notices::{BuiltNotice, Notice, NoticeTarget, PendingNotice, notice_message_id};
 pub use reports::{Counts, PostLine, PostReport};
@@ -55,6 +55,27 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Text from outside (a bounce's diagnostic, a subject, a plugin's reason, an error that
+/// quotes them) made fit for a text column: NUL removed (PostgreSQL refuses it in `TEXT`,
+/// and one such value used to fail the whole transaction it was written in) and at most
+/// `max` bytes kept, cut at a character boundary. Borrowed when already fit.
+pub fn column_text(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max && !text.contains('\0') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len().min(max));
+    for c in text.chars().filter(|&c| c != '\0') {
+        if out.len() + c.len_utf8() > max {
+            break;
+        }
+        out.push(c);
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Longest reason, error or diagnostic kept in a column.
+pub const MAX_REASON: usize = 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
