@@ -41,6 +41,14 @@ const COUNTERS: &[(&str, &str)] = &[
         "roost_copies_failed_total",
         "Copies refused permanently or given up after max_age.",
     ),
+    (
+        "roost_http_connections_refused_total",
+        "HTTP connections answered 503 and closed: http.max_connections were open.",
+    ),
+    (
+        "roost_http_timeouts_total",
+        "HTTP connections closed or requests answered 408 for slowness (header_timeout, idle_timeout, request_timeout).",
+    ),
 ];
 
 #[derive(Default)]
@@ -66,6 +74,8 @@ pub enum Counter {
     CopiesDelivered = 4,
     CopiesDeferred = 5,
     CopiesFailed = 6,
+    HttpConnectionsRefused = 7,
+    HttpTimeouts = 8,
 }
 
 pub fn global() -> &'static Metrics {

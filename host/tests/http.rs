@@ -365,3 +365,114 @@ async fn one_click_unsubscribe_from_a_delivered_copy() {
     );
     assert!(node.stop().success());
 }
+
+/// Clients that hold connections without finishing them: 300 that never end their request
+/// header, one that stops sending its body, one that sends more body than allowed. The node
+/// refuses what is over its cap at once, drops the slow ones after their deadlines, and
+/// answers everyone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_greedy_clients_are_refused_and_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("roost.db").display());
+    let mut node = Node::new(NodeSpec {
+        db_url: &url,
+        smtp_extra: "",
+        lists: vec![(
+            "news.toml",
+            format!("address = \"{LIST}\"\nname = \"News\"\n"),
+        )],
+    });
+    node.add_http(
+        "max_connections = 100\nheader_timeout = \"1s\"\nidle_timeout = \"2s\"\n\
+         request_timeout = \"1s\"\nmax_body = \"4KiB\"",
+    );
+    node.start();
+    let program = r#"
+import socket, sys, time
+host, port = sys.argv[1].split(":")
+port = int(port)
+def connect():
+    s = socket.create_connection((host, port), timeout=10)
+    return s
+# 300 connections that never finish their header.
+held = []
+for _ in range(300):
+    s = connect()
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    held.append(s)
+time.sleep(0.5)
+refused = 0
+for s in held:
+    s.settimeout(0.2)
+    try:
+        data = s.recv(200)
+        if data.startswith(b"HTTP/1.1 503"):
+            refused += 1
+    except socket.timeout:
+        pass
+print("refused", refused)
+# After the header deadline, every one of them is closed by the node.
+time.sleep(2.5)
+closed = 0
+for s in held:
+    s.settimeout(1)
+    try:
+        while True:
+            data = s.recv(4096)
+            if not data:
+                closed += 1
+                break
+    except (socket.timeout, ConnectionResetError):
+        if sys.exc_info()[0] is ConnectionResetError:
+            closed += 1
+print("closed", closed)
+for s in held:
+    s.close()
+# A body that stops coming: 408 after the request deadline.
+s = connect()
+s.sendall(b"POST /api/v1/lists/news/members HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-token-0123456789\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"addr")
+start = time.time()
+s.settimeout(10)
+data = s.recv(4096)
+print("slow-body", data.split(b"\r\n")[0].decode(), round(time.time() - start))
+s.close()
+# A body over the limit: 413.
+s = connect()
+body = b"x" * 8192
+s.sendall(b"POST /api/v1/lists/news/members HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-token-0123456789\r\nContent-Type: application/json\r\nContent-Length: 8192\r\n\r\n" + body)
+s.settimeout(10)
+print("big-body", s.recv(4096).split(b"\r\n")[0].decode())
+s.close()
+# Everyone else is served.
+s = connect()
+s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+s.settimeout(5)
+print("healthz", s.recv(4096).split(b"\r\n")[0].decode())
+"#;
+    let out = common::node::python(program, &[&node.http]);
+    let line = |key: &str| {
+        out.lines()
+            .find(|l| l.starts_with(key))
+            .unwrap_or_else(|| panic!("{key}: {out}"))
+            .to_string()
+    };
+    assert_eq!(line("refused"), "refused 200", "{out}");
+    assert_eq!(line("closed"), "closed 300", "{out}");
+    assert!(
+        line("slow-body").starts_with("slow-body HTTP/1.1 408"),
+        "{out}"
+    );
+    assert_eq!(
+        line("big-body"),
+        "big-body HTTP/1.1 413 Payload Too Large",
+        "{out}"
+    );
+    assert_eq!(line("healthz"), "healthz HTTP/1.1 200 OK", "{out}");
+    let (code, metrics) = curl(&[&format!("http://{}/metrics", node.http)]);
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("roost_http_connections_refused_total{node=\"test-node\"} 200"),
+        "{metrics}"
+    );
+    assert!(node.stop().success());
+}

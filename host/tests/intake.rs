@@ -135,6 +135,8 @@ cmd("unknown-list", "RCPT TO:<nobody@lists.example.org>")
 cmd("rcpt-list", "RCPT TO:<announce@lists.example.org>")
 cmd("rcpt-request", "RCPT TO:<announce-request@lists.example.org>")
 cmd("rcpt-owner", "RCPT TO:<ANNOUNCE-owner@Lists.Example.org>")
+cmd("rcpt-again", "RCPT TO:<ANNOUNCE@Lists.Example.org>")
+cmd("rcpt-third", "RCPT TO:<announce@lists.example.org>")
 cmd("rcpt-too-many", "RCPT TO:<announce@lists.example.org>")
 cmd("rset", "RSET")
 cmd("vrfy", "VRFY announce")
@@ -170,8 +172,12 @@ print(json.dumps(out))
         ("relay", 550, "5.1.1"),
         ("unknown-list", 550, "5.1.1"),
         ("rcpt-list", 250, "2.1.5"),
-        ("rcpt-request", 250, "2.1.5"),
-        ("rcpt-owner", 250, "2.1.5"),
+        // One copy of a message per list: another address of the list waits for another
+        // transaction (452, as for too many recipients).
+        ("rcpt-request", 452, "4.5.3"),
+        ("rcpt-owner", 452, "4.5.3"),
+        ("rcpt-again", 250, "2.1.5"),
+        ("rcpt-third", 250, "2.1.5"),
         ("rcpt-too-many", 452, "4.5.3"),
         ("rset", 250, "2.0.0"),
         ("vrfy", 502, "5.5.1"),
@@ -738,4 +744,67 @@ async fn no_smuggling_past_a_bare_lf_dot_and_no_control_characters() {
         .unwrap();
     let raw = String::from_utf8_lossy(&raw);
     assert!(raw.ends_with("first\r\n\r\nMAIL FROM:<ceo@bank.example>\r\n\r\nRCPT TO:<announce@lists.example.org>\r\n"), "{raw:?}");
+}
+
+/// Tokens are checked at RCPT: a made-up or altered `-bounces+` or `-confirm+` token gets
+/// 550 5.1.1 before any DATA is read, and a transaction stores one copy per list however
+/// many of the list's addresses it names (the second gets 452: send it again later).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_checked_at_rcpt_and_one_copy_is_stored_per_list() {
+    // Each refusal counts against the session's error budget (10 by default): raised here
+    // so one session can show them all.
+    let (node, store) = node(
+        NODE_SQLITE,
+        "max_errors = 1000\n",
+        vec![("announce.toml", list_file(LIST, ""))],
+    )
+    .await;
+    let keys = roost::tokens::TokenKey::new(&store.token_key().await.unwrap());
+    let verp = |n: u64| keys.sign(roost::tokens::Purpose::Verp, &[n, n]);
+    let program = r#"
+import smtplib, sys
+host, port = sys.argv[1].split(":")
+s = smtplib.SMTP(host, int(port), timeout=30)
+s.ehlo("client.example.org")
+s.mail("")
+codes = []
+for a in sys.argv[2:]:
+    codes.append(s.rcpt(a)[0])
+print(" ".join(map(str, codes)))
+if 250 in codes:
+    print(s.data(b"From: mailer-daemon@example.org\r\nSubject: bounce\r\n\r\nx\r\n")[0])
+s.quit()
+"#;
+    // 100 made-up tokens, a confirmation token used as a VERP token, an altered one.
+    let mut made_up: Vec<String> = (0..100)
+        .map(|i| format!("announce-bounces+{:0>20}@lists.example.org", i))
+        .collect();
+    made_up.push(format!(
+        "announce-bounces+{}@lists.example.org",
+        keys.sign(roost::tokens::Purpose::Confirm, &[1])
+    ));
+    made_up.push(format!("announce-confirm+{}@lists.example.org", verp(1)));
+    let args: Vec<&str> = std::iter::once(node.smtp.as_str())
+        .chain(made_up.iter().map(String::as_str))
+        .collect();
+    let out = python(program, &args);
+    assert_eq!(out.trim(), ["550"; 102].join(" "), "{out}");
+    // Real tokens: the first is taken, the other addresses of the same list wait.
+    let real = [
+        format!("announce-bounces+{}@lists.example.org", verp(1)),
+        format!("announce-bounces+{}@lists.example.org", verp(2)),
+        "announce-request@lists.example.org".to_string(),
+        format!("announce-bounces+{}@lists.example.org", verp(1)).to_uppercase(),
+    ];
+    let args: Vec<&str> = std::iter::once(node.smtp.as_str())
+        .chain(real.iter().map(String::as_str))
+        .collect();
+    let out = python(program, &args);
+    assert_eq!(out.trim(), "250 452 452 250\n250", "{out}");
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored, 1);
+    drop(node);
 }

@@ -120,7 +120,7 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
     let (queue, local) = mpsc::channel(LOCAL_QUEUE);
     let intake = Arc::new(Intake::new(
         config.node.smtp.clone(),
-        Directory::new(&config.lists),
+        Directory::new(&config.lists, Some(keys.clone())),
         spool,
         node.clone(),
         config.node.hostname.clone(),
@@ -192,6 +192,7 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
     tasks.push(crate::spawn(crate::http::serve(
         http_listener,
         http,
+        config.node.http.limits,
         stopped.clone(),
     )));
     // The recorder ends when the last holder of the delivery is gone: the tasks above.

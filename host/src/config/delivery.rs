@@ -5,7 +5,10 @@ use std::{collections::HashMap, net::SocketAddr, path::Path, time::Duration};
 
 use serde::Deserialize;
 
-use super::{error::ConfigError, units::Span};
+use super::{
+    error::ConfigError,
+    units::{Size, Span},
+};
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -40,6 +43,11 @@ pub(super) struct HttpSection {
     listen: Option<String>,
     public_url: Option<String>,
     api_token: Option<String>,
+    max_connections: Option<u32>,
+    header_timeout: Option<Span>,
+    idle_timeout: Option<Span>,
+    request_timeout: Option<Span>,
+    max_body: Option<Size>,
 }
 
 /// Limits for one destination domain.
@@ -107,6 +115,35 @@ pub struct HttpConfig {
     pub public_url: String,
     /// Bearer token of the REST API (`ROOST_API_TOKEN` overrides); none: the API is off.
     pub api_token: Option<String>,
+    pub limits: HttpLimits,
+}
+
+/// What one HTTP client may hold of the node (SECURITY.md explains each).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HttpLimits {
+    /// Connections open at once; beyond it a new one gets 503 and is closed.
+    pub max_connections: u32,
+    /// Time to send a request's header (each request of a kept-alive connection too);
+    /// then the connection is closed.
+    pub header_timeout: Duration,
+    /// A connection on which nothing moves this long is closed.
+    pub idle_timeout: Duration,
+    /// Time to read a request's body and answer it; then 408.
+    pub request_timeout: Duration,
+    /// Largest request body on any route; beyond it 413.
+    pub max_body: u64,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(30),
+            max_body: 1 << 20,
+        }
+    }
 }
 
 /// The token is a secret: never printed.
@@ -116,6 +153,7 @@ impl std::fmt::Debug for HttpConfig {
             .field("listen", &self.listen)
             .field("public_url", &self.public_url)
             .field("api_token", &self.api_token.as_ref().map(|_| "(set)"))
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -255,10 +293,53 @@ pub(super) fn http_config(file: &Path, raw: HttpSection) -> Result<HttpConfig, C
             "http.api_token must be at least 16 characters without spaces",
         ));
     }
+    let defaults = HttpLimits::default();
+    let span = |key: &str, v: Option<Span>, default: Duration| match v {
+        Some(Span(d)) if d.is_zero() => Err(ConfigError::invalid(
+            file,
+            format!("http.{key}: must be more than 0"),
+        )),
+        Some(Span(d)) => Ok(d),
+        None => Ok(default),
+    };
+    let limits = HttpLimits {
+        max_connections: match raw.max_connections {
+            Some(n) if !(1..=1_000_000).contains(&n) => {
+                return Err(ConfigError::invalid(
+                    file,
+                    "http.max_connections: must be between 1 and 1000000",
+                ));
+            }
+            Some(n) => n,
+            None => defaults.max_connections,
+        },
+        header_timeout: span(
+            "header_timeout",
+            raw.header_timeout,
+            defaults.header_timeout,
+        )?,
+        idle_timeout: span("idle_timeout", raw.idle_timeout, defaults.idle_timeout)?,
+        request_timeout: span(
+            "request_timeout",
+            raw.request_timeout,
+            defaults.request_timeout,
+        )?,
+        max_body: match raw.max_body {
+            Some(Size(n)) if !(1024..=1 << 30).contains(&n) => {
+                return Err(ConfigError::invalid(
+                    file,
+                    "http.max_body: must be between 1KiB and 1GiB",
+                ));
+            }
+            Some(Size(n)) => n,
+            None => defaults.max_body,
+        },
+    };
     Ok(HttpConfig {
         listen,
         public_url,
         api_token,
+        limits,
     })
 }
 

@@ -13,7 +13,7 @@ pub mod units;
 
 use std::path::{Path, PathBuf};
 
-pub use delivery::{DeliveryConfig, DomainLimits, HttpConfig};
+pub use delivery::{DeliveryConfig, DomainLimits, HttpConfig, HttpLimits};
 pub use error::ConfigError;
 pub use list::{DkimConfig, FailurePolicy, ListConfig, PluginLimits};
 pub use node::{NodeConfig, SmtpConfig};

@@ -167,7 +167,7 @@ async fn add_member(
     body: Result<Json<NewMember>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let l = find(&state, &name)?;
-    let Json(m) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Json(m) = body.map_err(ApiError::from)?;
     let address = m.address.trim();
     check_address(address).map_err(ApiError::bad_request)?;
     if m.name
@@ -219,7 +219,7 @@ async fn change_member(
     body: Result<Json<MemberChange>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let l = find(&state, &name)?;
-    let Json(c) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Json(c) = body.map_err(ApiError::from)?;
     let status = match c.status.as_deref() {
         Some(s) => Some(DeliveryStatus::parse(s).ok_or_else(|| {
             ApiError::bad_request(format!(

@@ -10,6 +10,7 @@ mod error;
 mod links;
 mod plugin_route;
 mod reports;
+mod server;
 mod tracking;
 
 use std::{collections::HashMap, sync::Arc};
@@ -24,7 +25,11 @@ use axum::{
 use tokio::{net::TcpListener, sync::watch};
 
 use crate::{
-    config::ListConfig, pipeline::Chains, plugins::Runtime, store::Store, tokens::TokenKey,
+    config::{HttpLimits, ListConfig},
+    pipeline::Chains,
+    plugins::Runtime,
+    store::Store,
+    tokens::TokenKey,
 };
 
 pub use error::ApiError;
@@ -79,22 +84,33 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .with_state(state)
 }
 
-/// Serve until `shutdown` turns true.
+/// Serve until `shutdown` turns true, with `limits` on every client (`server.rs`): a body
+/// larger than `max_body` gets 413 on every route, a request not read and answered within
+/// `request_timeout` gets 408.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<HttpState>,
-    mut shutdown: watch::Receiver<bool>,
+    limits: HttpLimits,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let app = router(state);
-    let stop = async move {
-        let _ = shutdown.wait_for(|s| *s).await;
-    };
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(stop)
-        .await
-    {
-        tracing::error!(error = %e, "HTTP server failed");
-    }
+    let deadline = limits.request_timeout;
+    let app = router(state)
+        .layer(axum::extract::DefaultBodyLimit::max(
+            usize::try_from(limits.max_body).unwrap_or(usize::MAX),
+        ))
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                match tokio::time::timeout(deadline, next.run(req)).await {
+                    Ok(response) => response,
+                    Err(_) => {
+                        crate::metrics::global().add(crate::metrics::Counter::HttpTimeouts, 1);
+                        ApiError::new(StatusCode::REQUEST_TIMEOUT, "request took too long")
+                            .into_response()
+                    }
+                }
+            },
+        ));
+    server::run(listener, app, limits, shutdown).await;
 }
 
 /// 200 when the database answers, 503 when it does not.

@@ -3,7 +3,11 @@
 
 use std::collections::HashSet;
 
-use crate::{config::ListConfig, store::MessageKind};
+use crate::{
+    config::ListConfig,
+    store::MessageKind,
+    tokens::{Purpose, TokenKey},
+};
 
 /// A recipient that belongs to a list.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -15,17 +19,35 @@ pub struct Target {
     pub token: Option<String>,
 }
 
-/// Every list's posting address (lower-cased `local@domain`).
+/// Every list's posting address (lower-cased `local@domain`), and the key that signs the
+/// tokens of its `-bounces+` and `-confirm+` addresses.
 #[derive(Debug, Default)]
 pub struct Directory {
     lists: HashSet<String>,
+    keys: Option<TokenKey>,
 }
 
 impl Directory {
-    pub fn new(lists: &[ListConfig]) -> Self {
+    pub fn new(lists: &[ListConfig], keys: Option<TokenKey>) -> Self {
         Directory {
             lists: lists.iter().map(|l| l.address.clone()).collect(),
+            keys,
         }
+    }
+
+    /// Whether a target's token is one we signed (for its kind of address). Checked at
+    /// RCPT, so mail to a made-up token is refused before its DATA is read or stored: any
+    /// number of such addresses once cost a stored copy each.
+    pub fn token_verifies(&self, target: &Target) -> bool {
+        let (Some(keys), Some(token)) = (&self.keys, &target.token) else {
+            return true;
+        };
+        let purpose = match target.kind {
+            MessageKind::Bounce => Purpose::Verp,
+            MessageKind::Confirm => Purpose::Confirm,
+            _ => return false,
+        };
+        keys.verify(purpose, token).is_some()
     }
 
     /// The list target of `address`, if it is one of a list's addresses.
@@ -61,6 +83,7 @@ mod tests {
     fn dir() -> Directory {
         Directory {
             lists: ["news@lists.example.org".to_string()].into(),
+            keys: None,
         }
     }
 
@@ -104,5 +127,28 @@ mod tests {
         ] {
             assert_eq!(d.classify(a), None, "{a}");
         }
+    }
+
+    #[test]
+    fn tokens_must_verify_for_their_address() {
+        let keys = TokenKey::new(b"0123456789abcdef0123456789abcdef");
+        let d = Directory {
+            keys: Some(keys.clone()),
+            ..dir()
+        };
+        let verp = keys.sign(Purpose::Verp, &[7, 9]);
+        let confirm = keys.sign(Purpose::Confirm, &[1, 2]);
+        let ok = |a: &str| d.token_verifies(&d.classify(a).unwrap());
+        assert!(ok("news@lists.example.org"));
+        assert!(ok("news-bounces@lists.example.org"));
+        assert!(ok(&format!("news-bounces+{verp}@lists.example.org")));
+        assert!(ok(&format!("news-confirm+{confirm}@lists.example.org")));
+        // Made up, altered, or signed for the other address.
+        assert!(!ok("news-bounces+abcdefgh@lists.example.org"));
+        assert!(!ok(&format!("news-bounces+{confirm}@lists.example.org")));
+        assert!(!ok(&format!("news-confirm+{verp}@lists.example.org")));
+        let mut altered = verp.clone();
+        altered.replace_range(0..1, if verp.starts_with('a') { "b" } else { "a" });
+        assert!(!ok(&format!("news-bounces+{altered}@lists.example.org")));
     }
 }

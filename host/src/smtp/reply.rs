@@ -21,6 +21,16 @@ pub const NO_SUCH_LIST: Reply = Reply(
     "5.1.1",
     "No such list here (this server relays nothing)",
 );
+pub const BAD_TOKEN: Reply = Reply(
+    550,
+    "5.1.1",
+    "No such address here (its token is not one this list gave out)",
+);
+pub const ONE_ADDRESS_PER_LIST: Reply = Reply(
+    452,
+    "4.5.3",
+    "One address of each list per transaction; send again for this one",
+);
 pub const TOO_MANY_RECIPIENTS: Reply = Reply(452, "4.5.3", "Too many recipients");
 pub const TOO_BIG: Reply = Reply(552, "5.3.4", "Message too big");
 pub const LINE_TOO_LONG: Reply = Reply(500, "5.5.2", "Line too long");

@@ -271,6 +271,18 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             return;
         }
         match target {
+            Some(t) if !self.intake.directory.token_verifies(&t) => self.send(reply::BAD_TOKEN),
+            // One stored copy of the DATA per list: a second address of a list already
+            // addressed (another kind, another token) waits for another transaction, so one
+            // message cannot become many stored copies, or many answers to its sender.
+            Some(t)
+                if tx
+                    .targets
+                    .iter()
+                    .any(|(_, other)| other.list == t.list && *other != t) =>
+            {
+                reply::ONE_ADDRESS_PER_LIST.write(&mut self.out);
+            }
             Some(t) => {
                 tx.targets.push((address.to_string(), t));
                 self.send(reply::RECIPIENT_OK);
@@ -352,12 +364,13 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
     fn messages(&self, tx: &Transaction, body: &[u8]) -> Vec<NewMessage> {
         let mut groups: HashMap<&Target, Vec<String>> = HashMap::new();
         let mut order: Vec<&Target> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for (rcpt, target) in &tx.targets {
             let entry = groups.entry(target).or_default();
             if entry.is_empty() {
                 order.push(target);
             }
-            if !entry.contains(rcpt) {
+            if seen.insert((target, rcpt)) {
                 entry.push(rcpt.clone());
             }
         }

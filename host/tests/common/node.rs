@@ -83,6 +83,13 @@ impl Node {
         self.dir.path().join("roost.toml")
     }
 
+    /// Add lines to the `[http]` section of roost.toml (before `start`).
+    pub fn add_http(&self, lines: &str) {
+        let text = std::fs::read_to_string(self.config()).unwrap();
+        let changed = text.replacen("[http]\n", &format!("[http]\n{lines}\n"), 1);
+        std::fs::write(self.config(), changed).unwrap();
+    }
+
     /// Give the node a lease other than the tests' 2 s (before `start`).
     pub fn set_lease(&self, lease: &str) {
         let text = std::fs::read_to_string(self.config()).unwrap();
