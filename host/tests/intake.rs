@@ -245,7 +245,8 @@ fn connect(smtp: &str) -> TcpStream {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_limits_have_their_replies() {
-    let extra = "max_errors = 3\nmax_sessions = 2\nidle_timeout = \"1s\"\n";
+    let extra = "max_errors = 3\nmax_sessions = 2\nidle_timeout = \"1s\"\n\
+                 max_session_time = \"3s\"\n";
     let (node, _store) = node(
         NODE_SQLITE,
         extra,
@@ -280,6 +281,36 @@ async fn session_limits_have_their_replies() {
     let mut idle = connect(&node.smtp);
     let said = read_all(&mut idle, Duration::from_secs(5));
     assert_eq!(said, "421 4.4.2 Idle for too long; closing\r\n");
+
+    // A session may not last for ever, however busy it keeps (max_session_time).
+    let mut busy = connect(&node.smtp);
+    let started = std::time::Instant::now();
+    let mut said = String::new();
+    for _ in 0..40 {
+        if busy.write_all(b"NOOP\r\n").is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let mut buf = [0u8; 512];
+        busy.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        if let Ok(n) = busy.read(&mut buf) {
+            said.push_str(&String::from_utf8_lossy(&buf[..n]));
+            if n == 0 || said.contains("421") {
+                break;
+            }
+        }
+    }
+    assert!(
+        said.ends_with("421 4.4.2 Session lasted too long; closing\r\n"),
+        "{said}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(busy);
 
     // Session limit: the third concurrent session is turned away with 421.
     let a = connect(&node.smtp);
@@ -801,6 +832,65 @@ s.quit()
         .collect();
     let out = python(program, &args);
     assert_eq!(out.trim(), "250 452 452 250\n250", "{out}");
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored, 1);
+    drop(node);
+}
+
+/// What one client address may hold: sessions at once (421 4.7.0 beyond), and message data
+/// in memory across all sessions (452 4.3.1 for a message that would pass it, while
+/// smaller ones go on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_per_address_and_data_in_memory_are_bounded() {
+    let extra = "max_sessions_per_ip = 2\nmax_message_size = \"100KiB\"\n\
+                 max_data_memory = \"128KiB\"\n";
+    let (node, store) = node(
+        NODE_SQLITE,
+        extra,
+        vec![("announce.toml", list_file(LIST, ""))],
+    )
+    .await;
+    let a = connect(&node.smtp);
+    let b = connect(&node.smtp);
+    let mut c = TcpStream::connect(&node.smtp).unwrap();
+    let said = read_all(&mut c, Duration::from_secs(5));
+    assert_eq!(
+        said,
+        "421 4.7.0 Too many connections from your address; try again later\r\n"
+    );
+    drop(b);
+    // Two sessions each in the middle of a 90 KiB message hold more than 128 KiB: the
+    // second is refused at its end with 452, the first is stored.
+    let mut first = a;
+    let mut second = {
+        std::thread::sleep(Duration::from_millis(200));
+        connect(&node.smtp)
+    };
+    let start = |s: &mut TcpStream| {
+        s.write_all(
+            b"EHLO c.example\r\nMAIL FROM:<ann@example.org>\r\n\
+              RCPT TO:<announce@lists.example.org>\r\nDATA\r\n",
+        )
+        .unwrap();
+        s.write_all(b"Subject: big\r\n\r\n").unwrap();
+        s.write_all(&b"0123456789abcdef\r\n".repeat(5000)).unwrap();
+    };
+    start(&mut first);
+    std::thread::sleep(Duration::from_millis(300));
+    start(&mut second);
+    for s in [&mut second, &mut first] {
+        s.write_all(b".\r\nQUIT\r\n").unwrap();
+    }
+    let first = read_all(&mut first, Duration::from_secs(5));
+    let second = read_all(&mut second, Duration::from_secs(5));
+    assert!(first.contains("250 2.0.0 OK: queued as"), "{first}");
+    assert!(
+        second.contains("452 4.3.1 Too much mail arriving at once; try again later"),
+        "{second}"
+    );
     let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
         .fetch_one(store.pool())
         .await

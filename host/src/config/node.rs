@@ -59,6 +59,9 @@ struct SmtpSection {
     max_errors: Option<u32>,
     max_line_length: Option<u32>,
     idle_timeout: Option<Span>,
+    max_session_time: Option<Span>,
+    max_sessions_per_ip: Option<u32>,
+    max_data_memory: Option<Size>,
     tls: Option<TlsSection>,
 }
 
@@ -84,6 +87,14 @@ pub struct SmtpConfig {
     /// Longest line of message data, CRLF included (RFC 5321 asks for 1000 at least).
     pub max_line_length: u32,
     pub idle_timeout: Duration,
+    /// Longest a session may last, however busy (421 4.4.2 then): a client that drips
+    /// commands or data cannot hold a slot for ever.
+    pub max_session_time: Duration,
+    /// Sessions at once from one client address (421 4.7.0 beyond).
+    pub max_sessions_per_ip: u32,
+    /// Message data held in memory by all sessions together; a message that would pass it
+    /// is refused with 452 4.3.1 (try later).
+    pub max_data_memory: u64,
     /// STARTTLS certificate chain and key (PEM files); none: no STARTTLS.
     pub tls: Option<(PathBuf, PathBuf)>,
 }
@@ -332,6 +343,29 @@ fn smtp_config(
             1_000..=1_000_000,
         )?,
         idle_timeout: raw.idle_timeout.map_or(Duration::from_secs(300), |s| s.0),
+        max_session_time: match raw.max_session_time {
+            Some(Span(d)) if d.is_zero() => {
+                return Err(bad("max_session_time", "must be more than 0".into()));
+            }
+            Some(Span(d)) => d,
+            None => Duration::from_secs(30 * 60),
+        },
+        max_sessions_per_ip: in_range(
+            "max_sessions_per_ip",
+            raw.max_sessions_per_ip,
+            20,
+            1..=100_000,
+        )?,
+        max_data_memory: match raw.max_data_memory {
+            Some(Size(n)) if n < max_message_size => {
+                return Err(bad(
+                    "max_data_memory",
+                    format!("must be at least max_message_size ({max_message_size} bytes)"),
+                ));
+            }
+            Some(Size(n)) => n,
+            None => (1u64 << 30).max(max_message_size),
+        },
         tls,
     })
 }

@@ -57,8 +57,15 @@ pub struct Intake {
     /// lease lapses and any node processes them.
     pub local: Option<LocalWork>,
     sessions: Arc<Semaphore>,
+    /// Sessions open per client address (`max_sessions_per_ip`).
+    per_ip: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, u32>>,
+    /// Message data all sessions may hold in memory, in [`DATA_UNIT`]s (`max_data_memory`).
+    pub(crate) data_budget: Arc<Semaphore>,
     next_session: AtomicU64,
 }
+
+/// Message data is reserved from the node's budget in pieces of this size as it arrives.
+pub(crate) const DATA_UNIT: usize = 64 * 1024;
 
 impl Intake {
     pub fn new(
@@ -70,8 +77,11 @@ impl Intake {
         tls: Option<TlsAcceptor>,
         local: Option<LocalWork>,
     ) -> Self {
+        let units = usize::try_from(config.max_data_memory).unwrap_or(usize::MAX) / DATA_UNIT;
         Intake {
             sessions: Arc::new(Semaphore::new(config.max_sessions as usize)),
+            per_ip: Default::default(),
+            data_budget: Arc::new(Semaphore::new(units.clamp(1, Semaphore::MAX_PERMITS))),
             config,
             directory,
             spool,
@@ -104,7 +114,11 @@ impl Intake {
             };
             let _ = tcp.set_nodelay(true);
             let Ok(permit) = self.sessions.clone().try_acquire_owned() else {
-                crate::spawn(refuse(tcp));
+                crate::spawn(refuse(tcp, reply::TOO_MANY_SESSIONS));
+                continue;
+            };
+            let Some(from_ip) = self.clone().hold_ip(peer.ip()) else {
+                crate::spawn(refuse(tcp, reply::TOO_MANY_FROM_ADDRESS));
                 continue;
             };
             let id = self.next_session.fetch_add(1, Ordering::Relaxed);
@@ -116,11 +130,24 @@ impl Intake {
             tokio::spawn(
                 async move {
                     intake.session(tcp, peer, shutdown).await;
-                    drop(permit);
+                    drop((from_ip, permit));
                 }
                 .instrument(span),
             );
         }
+    }
+
+    /// Count a session from `ip`, unless it already has `max_sessions_per_ip`; the count
+    /// goes down when the returned guard is dropped.
+    fn hold_ip(self: Arc<Self>, ip: std::net::IpAddr) -> Option<IpSlot> {
+        let mut open = self.per_ip.lock().ok()?;
+        let n = open.entry(ip).or_insert(0);
+        if *n >= self.config.max_sessions_per_ip {
+            return None;
+        }
+        *n += 1;
+        drop(open);
+        Some(IpSlot { intake: self, ip })
     }
 
     /// One session. A stop is noticed only while the session waits for the client, so a
@@ -162,10 +189,29 @@ impl Intake {
     }
 }
 
-/// Over the session limit: say so and close, without holding a session slot.
-async fn refuse(mut tcp: TcpStream) {
+/// A session counted against its client address.
+struct IpSlot {
+    intake: Arc<Intake>,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.intake.per_ip.lock()
+            && let Some(n) = open.get_mut(&self.ip)
+        {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Over a session limit: say so and close, without holding a session slot.
+async fn refuse(mut tcp: TcpStream, why: reply::Reply) {
     let mut out = Vec::new();
-    reply::TOO_MANY_SESSIONS.write(&mut out);
+    why.write(&mut out);
     let _ = tokio::time::timeout(Duration::from_secs(5), tcp.write_all(&out)).await;
     let _ = tcp.shutdown().await;
 }

@@ -61,6 +61,17 @@ pub const SYNTAX: Reply = Reply(501, "5.5.4", "Syntax error in parameters or arg
 pub const UNSUPPORTED_PARAM: Reply = Reply(555, "5.5.4", "Unsupported MAIL or RCPT parameter");
 
 pub const TOO_MANY_SESSIONS: Reply = Reply(421, "4.3.2", "Too many connections; try again later");
+pub const TOO_MANY_FROM_ADDRESS: Reply = Reply(
+    421,
+    "4.7.0",
+    "Too many connections from your address; try again later",
+);
+pub const SESSION_TOO_LONG: Reply = Reply(421, "4.4.2", "Session lasted too long; closing");
+pub const DATA_MEMORY_FULL: Reply = Reply(
+    452,
+    "4.3.1",
+    "Too much mail arriving at once; try again later",
+);
 pub const TOO_MANY_ERRORS: Reply = Reply(421, "4.7.0", "Too many errors; closing");
 pub const IDLE: Reply = Reply(421, "4.4.2", "Idle for too long; closing");
 

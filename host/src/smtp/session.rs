@@ -37,6 +37,8 @@ pub(super) enum End {
 enum Stop {
     Eof,
     Idle,
+    /// The session reached `max_session_time`.
+    Lifetime,
     Io,
     /// The node is stopping.
     Shutdown,
@@ -69,6 +71,8 @@ pub(super) struct Session<'a, S> {
     tx: Option<Transaction>,
     errors: u32,
     shutdown: watch::Receiver<bool>,
+    /// When `max_session_time` runs out.
+    ends: Instant,
 }
 
 impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
@@ -93,6 +97,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             esmtp: false,
             tx: None,
             errors: 0,
+            ends: Instant::now() + intake.config.max_session_time,
         }
     }
 
@@ -112,6 +117,11 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                 Ok(line) => line,
                 Err(Stop::Idle) => {
                     self.send(reply::IDLE);
+                    let _ = self.flush().await;
+                    return End::Closed;
+                }
+                Err(Stop::Lifetime) => {
+                    self.send(reply::SESSION_TOO_LONG);
                     let _ = self.flush().await;
                     return End::Closed;
                 }
@@ -310,6 +320,10 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                 self.send(reply::IDLE);
                 return Some(End::Closed);
             }
+            Err(Stop::Lifetime) => {
+                self.send(reply::SESSION_TOO_LONG);
+                return Some(End::Closed);
+            }
             Err(Stop::Shutdown) => {
                 reply::SHUTTING_DOWN.write(&mut self.out);
                 return Some(End::Closed);
@@ -321,7 +335,9 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         match body {
             Data::TooBig => self.send(reply::TOO_BIG),
             Data::LineTooLong => self.send(reply::LINE_TOO_LONG),
-            Data::Complete(bytes) => {
+            Data::NoMemory => reply::DATA_MEMORY_FULL.write(&mut self.out),
+            // The reservation is held until the message is stored and its copies dropped.
+            Data::Complete(bytes, _reserved) => {
                 let started = Instant::now();
                 let mut messages = self.messages(&tx, &bytes);
                 let ids: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
@@ -441,7 +457,10 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         let max_size = usize::try_from(self.intake.config.max_message_size).unwrap_or(usize::MAX);
         let max_line = self.intake.config.max_line_length as usize;
         let mut body = Vec::with_capacity(8192);
-        let (mut too_big, mut too_long) = (false, false);
+        let (mut too_big, mut too_long, mut no_memory) = (false, false, false);
+        // Reserved from the node's budget ahead of the body, a unit at a time.
+        let mut reserved: Option<tokio::sync::OwnedSemaphorePermit> = None;
+        let mut reserved_bytes = 0usize;
         // Only CRLF "." CRLF ends the data (the DATA command's own CRLF counts as the first).
         // A "." line after a bare LF, or ending in a bare LF, is content: accepting it as the
         // end is what lets a client smuggle a second message past a relay (SMTP smuggling).
@@ -460,8 +479,10 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                         Data::TooBig
                     } else if too_long {
                         Data::LineTooLong
+                    } else if no_memory {
+                        Data::NoMemory
                     } else {
-                        Data::Complete(body)
+                        Data::Complete(body, reserved)
                     });
                 }
                 after_crlf = line.ends_with(b"\r\n");
@@ -469,10 +490,27 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                     too_long = true;
                 }
                 let content = line.strip_prefix(b".").unwrap_or(line);
-                if !too_big && !too_long {
-                    if body.len() + content.len() + 1 > max_size {
+                if !too_big && !too_long && !no_memory {
+                    let needed = body.len() + content.len() + 1;
+                    while needed > reserved_bytes && needed <= max_size && !no_memory {
+                        match self.intake.data_budget.clone().try_acquire_owned() {
+                            Ok(unit) => {
+                                match reserved.as_mut() {
+                                    Some(r) => r.merge(unit),
+                                    None => reserved = Some(unit),
+                                }
+                                reserved_bytes += super::DATA_UNIT;
+                            }
+                            Err(_) => no_memory = true,
+                        }
+                    }
+                    if needed > max_size {
                         too_big = true;
                         body = Vec::new();
+                        reserved = None;
+                    } else if no_memory {
+                        body = Vec::new();
+                        reserved = None;
                     } else if after_crlf {
                         body.extend_from_slice(content);
                     } else {
@@ -522,8 +560,10 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             return Err(Stop::Shutdown);
         }
         let idle = self.intake.config.idle_timeout;
+        let left = self.ends.saturating_duration_since(Instant::now());
         tokio::select! {
-            read = tokio::time::timeout(idle, self.io.read_buf(&mut self.inbuf)) => match read {
+            read = tokio::time::timeout(idle.min(left), self.io.read_buf(&mut self.inbuf)) => match read {
+                Err(_) if left <= idle => Err(Stop::Lifetime),
                 Err(_) => Err(Stop::Idle),
                 Ok(Ok(0)) => Err(Stop::Eof),
                 Ok(Ok(_)) => Ok(()),
@@ -565,7 +605,10 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
 }
 
 enum Data {
-    Complete(Vec<u8>),
+    /// The message, and its reservation of the node's data memory.
+    Complete(Vec<u8>, Option<tokio::sync::OwnedSemaphorePermit>),
     TooBig,
     LineTooLong,
+    /// Keeping it would pass `max_data_memory`: the sender tries again later.
+    NoMemory,
 }
