@@ -215,3 +215,22 @@ async fn migrate_creates_the_schema_on_postgres() {
         .unwrap();
     assert!(again.status.success());
 }
+
+/// A token key that could be guessed stops the node before it listens: exit 2, and why.
+#[test]
+fn a_short_token_key_is_refused() {
+    let (_dir, config) = node_dir(GOOD_LIST);
+    let o = Command::new(env!("CARGO_BIN_EXE_roost"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("ROOST_TOKEN_KEY", "short-secret")
+        .env("ROOST_LOG", "warn")
+        .output()
+        .expect("run roost");
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("ROOST_TOKEN_KEY must be at least 32 bytes (it is 12)"),
+        "{err}"
+    );
+}

@@ -269,7 +269,9 @@ s.quit()
             .output()
             .expect("chromium")
     };
-    let page = format!("http://{}/reports/speed?hours=6", nodes[0].http);
+    // The reports need the API token; a browser gives it as the password.
+    let token = common::node::API_TOKEN;
+    let page = format!("http://x:{token}@{}/reports/speed?hours=6", nodes[0].http);
     let dom = String::from_utf8_lossy(&chromium(&page, &["--dump-dom"]).stdout).into_owned();
     assert!(dom.contains("<h1>Server Sending Speed</h1>"), "{dom}");
     for series in ["attempted", "succeeded", "failed"] {
@@ -299,7 +301,7 @@ s.quit()
     };
     shot(&page, "reports-speed.png");
     // The post's page, on the other node: delivery bars and clicks per link.
-    let page = format!("http://{}/reports/posts/{post}", nodes[1].http);
+    let page = format!("http://x:{token}@{}/reports/posts/{post}", nodes[1].http);
     let dom = String::from_utf8_lossy(&chromium(&page, &["--dump-dom"]).stdout).into_owned();
     for bar in [
         "data-series=\"delivered\" data-value=\"2\"",
@@ -318,20 +320,42 @@ s.quit()
         (308, format!("http://{}/reports/", nodes[0].http))
     );
     // The index links to it; the list's own reports show the same post.
-    let (code, index) = common::node::curl(&[&format!("http://{}/reports/", nodes[0].http)]);
+    let auth = format!("x:{token}");
+    let (code, index) =
+        common::node::curl(&["-u", &auth, &format!("http://{}/reports/", nodes[0].http)]);
     assert_eq!(code, 200);
     assert!(index.contains(&format!("href=\"posts/{post}\"")), "{index}");
-    let (code, mine) = common::node::curl(&[&format!(
-        "http://{}/p/news/reports/posts/{post}",
-        nodes[0].http
-    )]);
+    let (code, mine) = common::node::curl(&[
+        "-u",
+        &auth,
+        &format!("http://{}/p/news/reports/posts/{post}", nodes[0].http),
+    ]);
     assert_eq!(code, 200, "{mine}");
     assert!(
         mine.contains("data-series=\"delivered\" data-value=\"2\""),
         "{mine}"
     );
-    let (code, _, _) = curl(&[&format!("http://{}/reports/nosuch", nodes[0].http)]);
+    let (code, _, _) = curl(&[
+        "-u",
+        &auth,
+        &format!("http://{}/reports/nosuch", nodes[0].http),
+    ]);
     assert_eq!(code, 404);
+    // Without the token, or with a wrong one: 401, and nothing is shown.
+    for path in [
+        "reports/".to_string(),
+        format!("reports/posts/{post}"),
+        format!("p/news/reports/posts/{post}"),
+    ] {
+        let url = format!("http://{}/{path}", nodes[0].http);
+        let (code, body) = common::node::curl(&[&url]);
+        assert_eq!(code, 401, "{path}: {body}");
+        let (code, _) = common::node::curl(&["-u", "x:wrong-token-0123456789", &url]);
+        assert_eq!(code, 401, "{path}");
+        let (code, _) =
+            common::node::curl(&["-H", &format!("Authorization: Bearer {token}"), &url]);
+        assert_eq!(code, 200, "{path}");
+    }
 
     for n in &mut nodes {
         assert!(n.stop().success());

@@ -373,7 +373,7 @@ pub fn stuff(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() + data.len() / 64 + 8);
     let mut line_start = true;
     let mut prev = 0u8;
-    for &b in data {
+    for (i, &b) in data.iter().enumerate() {
         if line_start && b == b'.' {
             out.push(b'.');
         }
@@ -382,6 +382,12 @@ pub fn stuff(data: &[u8]) -> Vec<u8> {
         }
         out.push(b);
         line_start = b == b'\n';
+        // A bare CR ends a line too: some receivers read one as a line end, and a `.` after
+        // it would then end the message there (SMTP smuggling). It is sent as CRLF.
+        if b == b'\r' && data.get(i + 1).is_some_and(|&next| next != b'\n') {
+            out.push(b'\n');
+            line_start = true;
+        }
         prev = b;
     }
     if !line_start {
@@ -475,6 +481,9 @@ mod tests {
         assert_eq!(stuff(b"a\r\n.b\r\n"), b"a\r\n..b\r\n.\r\n");
         assert_eq!(stuff(b".\nx"), b"..\r\nx\r\n.\r\n");
         assert_eq!(stuff(b""), b".\r\n");
+        // A bare CR is a line end: the dot after it is stuffed, no message ends early.
+        assert_eq!(stuff(b"a\r.\r\nb"), b"a\r\n..\r\nb\r\n.\r\n");
+        assert_eq!(stuff(b"a\r\r\n.x"), b"a\r\n\r\n..x\r\n.\r\n");
     }
 
     #[test]

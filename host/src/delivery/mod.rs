@@ -331,7 +331,16 @@ impl Delivery {
         };
         let to = match &n.to {
             NoticeTarget::Owners => list.owners.clone(),
-            NoticeTarget::Address(a) => vec![a.clone()],
+            // Every notice becomes mail here, whoever queued it: an address from a post's
+            // envelope (a quoted local part with spaces or `>` could add parameters to
+            // RCPT TO, or fields to `To:`) must be a plain address first.
+            NoticeTarget::Address(a) => match crate::store::check_address(a) {
+                Ok(()) => vec![a.clone()],
+                Err(e) => {
+                    tracing::warn!(list = %n.list, notice = n.id, error = %e, "notice to an address that cannot be written safely: dropped");
+                    return None;
+                }
+            },
         };
         if to.is_empty() {
             tracing::warn!(list = %n.list, notice = n.id, "notice to owners, but the list has none");

@@ -45,30 +45,52 @@ async fn authenticate(
     request: Request,
     next: Next,
 ) -> Response {
-    let given = request
-        .headers()
+    match refusal(&state, request.headers(), "Bearer") {
+        None => next.run(request).await,
+        Some(refused) => refused,
+    }
+}
+
+/// `None` when a request carries the API token: as `Authorization: Bearer TOKEN`, or as the
+/// password of HTTP Basic authentication (any user name), which a browser asks for by
+/// itself. Otherwise the 401 to send, whose `WWW-Authenticate` names `scheme`.
+pub(super) fn refusal(
+    state: &HttpState,
+    headers: &header::HeaderMap,
+    scheme: &'static str,
+) -> Option<Response> {
+    let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(|v| {
+            if let Some(token) = v.strip_prefix("Bearer ") {
+                return Some(token.trim().to_string());
+            }
+            use base64::Engine as _;
+            let pair = base64::engine::general_purpose::STANDARD
+                .decode(v.strip_prefix("Basic ")?.trim())
+                .ok()?;
+            let pair = String::from_utf8(pair).ok()?;
+            Some(pair.split_once(':')?.1.to_string())
+        });
     let ok = match (&state.api_token, given) {
         (Some(expected), Some(given)) => constant_time_eq(expected.as_bytes(), given.as_bytes()),
         _ => false,
     };
-    if !ok {
-        let message = if state.api_token.is_none() {
-            "the API is off: set [http] api_token (or ROOST_API_TOKEN)"
-        } else {
-            "missing or wrong bearer token"
-        };
-        let mut response = ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Bearer"),
-        );
-        return response;
+    if ok {
+        return None;
     }
-    next.run(request).await
+    let message = if state.api_token.is_none() {
+        "the API is off: set [http] api_token (or ROOST_API_TOKEN)"
+    } else {
+        "missing or wrong API token"
+    };
+    let mut response = ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static(scheme),
+    );
+    Some(response)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -64,12 +64,22 @@ pub async fn reports(
     node_plugin(state, "reports", rest, request).await
 }
 
+/// The `reports` plugin's pages show every list's figures, posts and members: they need
+/// the API token (a browser asks for it as a password).
+const PRIVATE_PLUGINS: &[&str] = &["reports"];
+const REPORTS_REALM: &str = "Basic realm=\"Roost reports\", charset=\"UTF-8\"";
+
 async fn node_plugin(
     State(state): State<Arc<HttpState>>,
     plugin: &str,
     rest: String,
     request: Request,
 ) -> Response {
+    if PRIVATE_PLUGINS.contains(&plugin)
+        && let Some(refused) = super::api::refusal(&state, request.headers(), REPORTS_REALM)
+    {
+        return refused;
+    }
     let Some(bound) = state
         .chains
         .node
@@ -92,6 +102,11 @@ async fn dispatch(
     rest: String,
     request: Request,
 ) -> Response {
+    if PRIVATE_PLUGINS.contains(&plugin.as_str())
+        && let Some(refused) = super::api::refusal(&state, request.headers(), REPORTS_REALM)
+    {
+        return refused;
+    }
     let Some(l) = state.list(&list) else {
         return ApiError::not_found(format!("no list `{list}`")).into_response();
     };

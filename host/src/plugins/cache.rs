@@ -42,14 +42,35 @@ impl Hasher for Sha256Hasher {
     }
 }
 
+/// Create the cache directory for this node alone (`0700`), and refuse one that others
+/// may write to: whoever can put a file there chooses the native code the node runs.
+fn usable_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    if mode & 0o022 != 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "it is writable by others (mode {:o}); chmod go-w it",
+                mode & 0o777
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl CompileCache {
     pub fn new(engine: &Engine, dir: Option<&Path>) -> Self {
         let mut h = Sha256Hasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut h);
-        let dir = dir.and_then(|d| match std::fs::create_dir_all(d) {
+        let dir = dir.and_then(|d| match usable_dir(d) {
             Ok(()) => Some(d.to_path_buf()),
             Err(e) => {
-                tracing::warn!(dir = %d.display(), error = %e, "plugin cache disabled: cannot create its directory");
+                tracing::error!(dir = %d.display(), error = %e, "plugin cache disabled; plugins are compiled at every start");
                 None
             }
         });
@@ -120,4 +141,29 @@ fn store(file: &Path, artifact: &[u8]) -> std::io::Result<()> {
 /// Hex SHA-256 of a component's bytes.
 pub(super) fn digest(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Artifacts are native code loaded without checks: the directory is made `0700`, and
+    /// one that others may write to is not used.
+    #[test]
+    fn the_cache_directory_is_the_nodes_alone() {
+        let engine = wasmtime::Engine::default();
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = dir.path().join("a/b");
+        assert!(
+            super::CompileCache::new(&engine, Some(&fresh))
+                .dir
+                .is_some()
+        );
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(super::CompileCache::new(&engine, Some(&open)).dir.is_none());
+    }
 }

@@ -346,6 +346,11 @@ mod tests {
             "a@example..org",
             "<a@example.org>",
             "a@@example.org",
+            // What a hostile envelope sender may be, as notices would write it after
+            // `RCPT TO:<` and into `To:`.
+            "\"a> NOTIFY=SUCCESS ORCPT=rfc822;x\"@example.org",
+            "\"a\r\nBcc: x@evil.example\"@example.org",
+            "a>@example.org",
         ] {
             assert!(super::check_address(bad).is_err(), "{bad}");
         }

@@ -56,6 +56,30 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Create a new SQLite database file readable by this user alone (`0600`; SQLite gives
+/// its `-wal` and `-shm` files the same mode): it holds every member's address and the
+/// key that signs all tokens. An existing file is left as it is.
+fn owner_only_file(url: &str) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or(path);
+    if path.is_empty() || path.starts_with(':') || std::path::Path::new(path).exists() {
+        return Ok(());
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Invalid(format!("cannot create {path}: {e}"))),
+    }
+}
+
 /// Text from outside (a bounce's diagnostic, a subject, a plugin's reason, an error that
 /// quotes them) made fit for a text column: NUL removed (PostgreSQL refuses it in `TEXT`,
 /// and one such value used to fail the whole transaction it was written in) and at most
@@ -112,6 +136,7 @@ impl Store {
         let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
         let pool = match backend {
             Backend::Sqlite => {
+                owner_only_file(url)?;
                 let url = if url.contains('?') {
                     url.to_string()
                 } else {
@@ -263,5 +288,27 @@ mod tests {
         assert_eq!(p("a = $1 OR b = $1"), "a = $1 OR b = $1");
         assert_eq!(p("price $ 5"), "price $ 5");
         assert_eq!(p("$1$2"), "??");
+    }
+
+    /// The database holds every address and the token key: readable by its owner alone,
+    /// whatever the umask.
+    #[tokio::test]
+    async fn a_new_sqlite_file_is_the_owners_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("roost.db");
+        let store = super::Store::connect(&format!("sqlite://{}", file.display()))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let wal = dir.path().join("roost.db-wal");
+        if wal.exists() {
+            assert_eq!(
+                std::fs::metadata(&wal).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
     }
 }
