@@ -244,17 +244,14 @@ with_database_urls!(
         );
         // Forged by anyone: a member's address written into bounces and a complaint sent
         // to the bare bounce address, with no proof of a copy. Kept, acted on never.
+        let forged = dsn(
+            "forged@c.example",
+            "failed",
+            "5.1.1",
+            "550 5.1.1 No such user",
+        );
         for _ in 0..3 {
-            bounce_back(
-                &node,
-                "news-bounces@lists.example.org",
-                &dsn(
-                    "forged@c.example",
-                    "failed",
-                    "5.1.1",
-                    "550 5.1.1 No such user",
-                ),
-            );
+            bounce_back(&node, "news-bounces@lists.example.org", &forged);
         }
         bounce_back(
             &node,
@@ -266,13 +263,7 @@ with_database_urls!(
         bounce_back(
             &node,
             "news-bounces@lists.example.org",
-            &dsn(
-                "forged@c.example",
-                "failed",
-                "5.1.1",
-                "550 5.1.1 No such user",
-            )
-            .replace(
+            &forged.replace(
                 "From: Ann <ann@example.org>\r\nSubject: Hello\r\n",
                 &forged_head.replace("<news.lists.example.org>", "<other.lists.example.org>"),
             ),

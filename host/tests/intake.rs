@@ -50,6 +50,16 @@ async fn node(db_url: &str, smtp_extra: &str, lists: Vec<(&str, String)>) -> (No
     (node, store)
 }
 
+/// A node on its own SQLite file with the one list `announce`, and `smtp_extra` in [smtp].
+async fn announce(smtp_extra: &str) -> (Node, Store) {
+    node(
+        NODE_SQLITE,
+        smtp_extra,
+        vec![("announce.toml", list_file(LIST, ""))],
+    )
+    .await
+}
+
 async fn state(store: &Store, id: &str) -> String {
     store.message(id).await.map(|m| m.state).unwrap_or_default()
 }
@@ -108,12 +118,7 @@ with_database_urls!(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_smtp_dialogue_follows_rfc_5321() {
     let extra = "max_recipients = 3\nmax_message_size = \"2000\"\nmax_errors = 50\n";
-    let (node, _store) = node(
-        NODE_SQLITE,
-        extra,
-        vec![("announce.toml", list_file(LIST, ""))],
-    )
-    .await;
+    let (node, _store) = announce(extra).await;
     let program = r#"
 import smtplib, sys, json
 host, port = sys.argv[1].split(":")
@@ -247,12 +252,7 @@ fn connect(smtp: &str) -> TcpStream {
 async fn session_limits_have_their_replies() {
     let extra = "max_errors = 3\nmax_sessions = 2\nidle_timeout = \"1s\"\n\
                  max_session_time = \"3s\"\n";
-    let (node, _store) = node(
-        NODE_SQLITE,
-        extra,
-        vec![("announce.toml", list_file(LIST, ""))],
-    )
-    .await;
+    let (node, _store) = announce(extra).await;
 
     // Too many errors: the third gets its 500, then 421 and the connection closes.
     let mut s = connect(&node.smtp);
@@ -328,12 +328,7 @@ async fn garbage_vanishing_peers_and_failed_tls_harm_no_other_session() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = test_certificate(dir.path());
     let extra = format!("tls = {{ cert = \"{cert}\", key = \"{key}\" }}\n");
-    let (node, store) = node(
-        NODE_SQLITE,
-        &extra,
-        vec![("announce.toml", list_file(LIST, ""))],
-    )
-    .await;
+    let (node, store) = announce(&extra).await;
 
     // A good client opens its session first and keeps it open through the abuse.
     let mut good = connect(&node.smtp);
@@ -403,12 +398,7 @@ async fn swaks_posts_over_starttls_with_pipelining() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = test_certificate(dir.path());
     let extra = format!("tls = {{ cert = \"{cert}\", key = \"{key}\" }}\n");
-    let (node, store) = node(
-        NODE_SQLITE,
-        &extra,
-        vec![("announce.toml", list_file(LIST, ""))],
-    )
-    .await;
+    let (node, store) = announce(&extra).await;
     let o = Command::new(peer("SWAKS"))
         .args([
             "--server",
@@ -745,12 +735,7 @@ s.quit()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_smuggling_past_a_bare_lf_dot_and_no_control_characters() {
-    let (node, store) = node(
-        NODE_SQLITE,
-        "",
-        vec![("announce.toml", list_file(LIST, ""))],
-    )
-    .await;
+    let (node, store) = announce("").await;
     let mut s = connect(&node.smtp);
     s.write_all(b"EHLO a\0b.example.org\r\n").unwrap();
     s.write_all(b"EHLO client.example.org\r\nMAIL FROM:<ann@example.org>\r\nRCPT TO:<announce@lists.example.org>\r\nDATA\r\n")
@@ -784,12 +769,7 @@ async fn no_smuggling_past_a_bare_lf_dot_and_no_control_characters() {
 async fn tokens_are_checked_at_rcpt_and_one_copy_is_stored_per_list() {
     // Each refusal counts against the session's error budget (10 by default): raised here
     // so one session can show them all.
-    let (node, store) = node(
-        NODE_SQLITE,
-        "max_errors = 1000\n",
-        vec![("announce.toml", list_file(LIST, ""))],
-    )
-    .await;
+    let (node, store) = announce("max_errors = 1000\n").await;
     let keys = roost::tokens::TokenKey::new(&store.token_key().await.unwrap());
     let verp = |n: u64| keys.sign(roost::tokens::Purpose::Verp, &[n, n]);
     let program = r#"
@@ -847,12 +827,7 @@ s.quit()
 async fn sessions_per_address_and_data_in_memory_are_bounded() {
     let extra = "max_sessions_per_ip = 2\nmax_message_size = \"100KiB\"\n\
                  max_data_memory = \"128KiB\"\n";
-    let (node, store) = node(
-        NODE_SQLITE,
-        extra,
-        vec![("announce.toml", list_file(LIST, ""))],
-    )
-    .await;
+    let (node, store) = announce(extra).await;
     let a = connect(&node.smtp);
     let b = connect(&node.smtp);
     let mut c = TcpStream::connect(&node.smtp).unwrap();

@@ -215,7 +215,9 @@ async fn copy_of_list(
 }
 
 /// Tokens that verify, quoted anywhere in the bounce: after `-bounces+` (a VERP return
-/// path) or `/u/` (the unsubscribe link, which names the copy too). One pass over at most
+/// path) or `/u/` (the unsubscribe link, which names the copy too). A member's unsubscribe
+/// link can leak (quoted in a reply, say), but whoever has it can unsubscribe that member
+/// with one click anyway: as proof of a copy it gives nobody anything new. One pass over at most
 /// what the parser reads; a few marks at most are checked (an HMAC each) and a few copies
 /// looked up, so a bounce full of marks costs no more than an honest one.
 fn quoted_copies(keys: &TokenKey, raw: &[u8]) -> Vec<u64> {
@@ -242,6 +244,11 @@ fn quoted_copies(keys: &TokenKey, raw: &[u8]) -> Vec<u64> {
             .take_while(|b| matches!(b, b'a'..=b'z' | b'A'..=b'Z' | b'2'..=b'7'))
             .count();
         i = from + len;
+        // Tokens are at least 16 characters: stray marks (`/u/` in any URL) do not use up
+        // the checks and hide a real token after them.
+        if len < 16 {
+            continue;
+        }
         let Ok(token) = std::str::from_utf8(&raw[from..from + len]) else {
             continue;
         };

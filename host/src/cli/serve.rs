@@ -127,6 +127,7 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
         chains: chains.clone(),
         links: Default::default(),
         events: crate::http::EventSpool::start(store.clone()),
+        max_body: usize::try_from(config.node.http.limits.max_body).unwrap_or(usize::MAX),
     });
 
     let (writers, gather) = match store.backend() {

@@ -50,6 +50,8 @@ pub struct HttpState {
     pub links: tracking::LinkCache,
     /// Where `/t/` handlers record their events (group commit).
     pub events: tracking::EventSpool,
+    /// Largest request body (`[http] max_body`), for handlers that read a body whole.
+    pub max_body: usize,
 }
 
 impl HttpState {

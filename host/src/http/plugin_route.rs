@@ -13,9 +13,6 @@ use axum::{
 use super::{ApiError, HttpState};
 use crate::plugins::{Hook, wit};
 
-/// Largest request body handed to a plugin.
-const MAX_BODY: usize = 1 << 20;
-
 /// `/p/{list}/{plugin}` and `/reports`: to the same with a trailing slash, as a web server
 /// does for a directory, so relative links in a plugin's pages resolve under its prefix.
 pub async fn add_slash(request: Request) -> Response {
@@ -133,9 +130,13 @@ async fn answer(
     request: Request,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    let Ok(body) = to_bytes(body, MAX_BODY).await else {
-        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body over 1 MiB")
-            .into_response();
+    // Read whole here (not through an extractor), so `[http] max_body` is applied by hand.
+    let Ok(body) = to_bytes(body, state.max_body).await else {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body over {} bytes", state.max_body),
+        )
+        .into_response();
     };
     let headers = parts
         .headers

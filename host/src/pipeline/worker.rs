@@ -238,7 +238,9 @@ impl Processor {
         m: &StoredMessage,
         view: Option<Vec<u8>>,
     ) -> Option<Decision> {
-        if job.attempts > MAX_TRIES {
+        // Claims count tries; only a message whose last try failed is given up (a lapsed
+        // lease or a restart is no failure of the message).
+        if job.attempts > MAX_TRIES && job.last_error.is_some() {
             // One message that keeps failing (a plugin that traps under `on_plugin_error =
             // "hold"` is a decision, not a failure; this is a store error, a list nobody
             // knows, a row that cannot be written) must not be retried for ever.
@@ -410,7 +412,7 @@ async fn wait_out_intake(intake: &Activity, oldest: i64, shutdown: &watch::Recei
 }
 
 /// Tries before a message that cannot be processed is set aside (state `failed`). With the
-/// back-off of `retry` that is about four minutes of trying.
+/// back-off of `retry` (2 s doubling) that is about eight and a half minutes of trying.
 const MAX_TRIES: i64 = 8;
 
 /// Posts handed over by intake as jobs: leased to this node at insert, not yet tried.

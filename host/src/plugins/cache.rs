@@ -50,7 +50,20 @@ fn usable_dir(dir: &Path) -> std::io::Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(dir)?;
-    let mode = std::fs::metadata(dir)?.permissions().mode();
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir)?;
+    // This process's user owns /proc/self.
+    let me = std::fs::metadata("/proc/self")?.uid();
+    if meta.uid() != me {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "it belongs to user {}, not to this node's user {me}",
+                meta.uid()
+            ),
+        ));
+    }
+    let mode = meta.permissions().mode();
     if mode & 0o022 != 0 {
         return Err(std::io::Error::new(
             std::io::ErrorKind::PermissionDenied,

@@ -77,7 +77,11 @@ impl Intake {
         tls: Option<TlsAcceptor>,
         local: Option<LocalWork>,
     ) -> Self {
-        let units = usize::try_from(config.max_data_memory).unwrap_or(usize::MAX) / DATA_UNIT;
+        // Rounded up, so a budget of exactly max_message_size still takes the largest message.
+        let units = usize::try_from(config.max_data_memory)
+            .unwrap_or(usize::MAX)
+            .div_ceil(DATA_UNIT)
+            + 1;
         Intake {
             sessions: Arc::new(Semaphore::new(config.max_sessions as usize)),
             per_ip: Default::default(),
@@ -160,6 +164,7 @@ impl Intake {
             return;
         }
         let _ = s.flush().await;
+        let ends = s.ends();
         let tcp = s.into_io();
         let Some(acceptor) = &self.tls else { return };
         let tls = match tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(tcp)).await {
@@ -174,6 +179,7 @@ impl Intake {
             }
         };
         let mut s = Session::new(tls, self, peer, true, shutdown);
+        s.end_by(ends);
         s.run().await;
     }
 

@@ -105,6 +105,15 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         self.io
     }
 
+    /// When the session must end; STARTTLS carries it over to the session that follows.
+    pub fn ends(&self) -> Instant {
+        self.ends
+    }
+
+    pub fn end_by(&mut self, ends: Instant) {
+        self.ends = ends;
+    }
+
     pub async fn greet(&mut self) {
         // Sent with the first flush, before the first read.
         let text = format!("{} ESMTP Roost", self.intake.hostname);
@@ -561,6 +570,10 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         }
         let idle = self.intake.config.idle_timeout;
         let left = self.ends.saturating_duration_since(Instant::now());
+        // Checked before reading: a client that always has more waiting never times out.
+        if left.is_zero() {
+            return Err(Stop::Lifetime);
+        }
         tokio::select! {
             read = tokio::time::timeout(idle.min(left), self.io.read_buf(&mut self.inbuf)) => match read {
                 Err(_) if left <= idle => Err(Stop::Lifetime),
