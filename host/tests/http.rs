@@ -382,10 +382,11 @@ async fn slow_and_greedy_clients_are_refused_and_dropped() {
             format!("address = \"{LIST}\"\nname = \"News\"\n"),
         )],
     });
-    node.add_http(
+    let metrics = format!("127.0.0.1:{}", common::node::free_port());
+    node.add_http(&format!(
         "max_connections = 100\nheader_timeout = \"3s\"\nidle_timeout = \"10s\"\n\
-         request_timeout = \"1s\"\nmax_body = \"4KiB\"",
-    );
+         request_timeout = \"1s\"\nmax_body = \"4KiB\"\nmetrics_listen = \"{metrics}\""
+    ));
     node.start();
     let program = r#"
 import socket, sys, time
@@ -474,7 +475,9 @@ print("healthz", s.recv(4096).split(b"\r\n")[0].decode())
         "{out}"
     );
     assert_eq!(line("healthz"), "healthz HTTP/1.1 200 OK", "{out}");
-    let (code, metrics) = curl(&[&format!("http://{}/metrics", node.http)]);
+    // /metrics is served on its own address only.
+    assert_eq!(curl(&[&format!("http://{}/metrics", node.http)]).0, 404);
+    let (code, metrics) = curl(&[&format!("http://{metrics}/metrics")]);
     assert_eq!(code, 200);
     assert!(
         metrics.contains("roost_http_connections_refused_total{node=\"test-node\"} 200"),

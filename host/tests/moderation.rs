@@ -326,3 +326,65 @@ async fn posts_failing_a_strict_dmarc_policy_follow_auth_failures() {
     assert_eq!(decided(&store, "none").await.0, "accepted");
     assert!(node.stop().success());
 }
+
+/// Sender checks fail closed: with DNS that never answers, a list that holds auth failures
+/// holds every post it could not check (each checked on its own, none let through for a
+/// while after the first timed out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posts_that_could_not_be_checked_are_held_not_passed() {
+    // A DNS server that takes queries and never answers.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let sink = Recorder::start(&[]);
+    let (mut node, _dir) = start_with(
+        &sink,
+        "members = \"accept\"\nnonmembers = \"accept\"\nauth_failures = \"reject\"\n",
+        &format!("nameservers = [\"127.0.0.1:{port}\"]"),
+    );
+    let store = Store::connect(&node.db_url).await.unwrap();
+    post(&node, "alice@strict.example", "first", 100, &[]);
+    post(&node, "bob@lax.example", "second", 100, &[]);
+    for subject in ["first", "second"] {
+        let (state, reason) = decided(&store, subject).await;
+        assert_eq!(state, "held", "{subject}: {reason}");
+        assert!(reason.contains("could not be done"), "{reason}");
+    }
+    assert!(node.stop().success());
+    drop(silent);
+}
+
+/// With `verify_members`, writing a member's address in From: is not enough: the post is
+/// the member's only with an aligned SPF (or DKIM) pass; otherwise it is a non-member's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_must_prove_their_posts_with_verify_members() {
+    let dns = common::dns::Dns::start(&[
+        "--txt-record=good.example,v=spf1 ip4:127.0.0.1 -all".into(),
+        "--txt-record=bad.example,v=spf1 -all".into(),
+    ]);
+    let sink = Recorder::start(&[]);
+    let (mut node, _dir) = start_with(
+        &sink,
+        "members = \"accept\"\nnonmembers = \"hold\"\nverify_members = true\n",
+        &format!("nameservers = [\"127.0.0.1:{}\"]", dns.port),
+    );
+    let (code, _, err) = node.roost(&[
+        "members",
+        "add",
+        "news",
+        "m@good.example",
+        "m@bad.example",
+        "m@nospf.example",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let store = Store::connect(&node.db_url).await.unwrap();
+    post(&node, "m@good.example", "vouched", 100, &[]);
+    post(&node, "m@bad.example", "refused-by-spf", 100, &[]);
+    post(&node, "m@nospf.example", "no-record", 100, &[]);
+    assert_eq!(decided(&store, "vouched").await.0, "accepted");
+    for subject in ["refused-by-spf", "no-record"] {
+        let (state, reason) = decided(&store, subject).await;
+        assert_eq!(state, "held", "{subject}: {reason}");
+        assert!(reason.contains("neither DKIM nor SPF passes"), "{reason}");
+    }
+    assert!(node.stop().success());
+}

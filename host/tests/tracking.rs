@@ -159,6 +159,11 @@ s.quit()
         404
     );
 
+    // A flood on one link: every request is redirected, one click is counted.
+    for _ in 0..30 {
+        assert_eq!(curl(&[&clicks[0]]).0, 302);
+    }
+
     let store = Store::connect(&url).await.unwrap();
     let events: Vec<(String, String, Option<String>)> = sqlx::query_as(
         "SELECT kind, member, key FROM events WHERE plugin = 'tracking' ORDER BY id",

@@ -34,6 +34,46 @@ const GATHER: std::time::Duration = std::time::Duration::from_millis(1);
 /// Shortest `ROOST_TOKEN_KEY` taken (the key made in the database is 32 random bytes).
 const MIN_TOKEN_KEY: usize = 32;
 
+/// Delete events older than `retention`, a batch at a time, once a minute after start and
+/// then every hour (every node does it; a batch another node deleted is simply gone).
+async fn prune_events(
+    store: crate::store::Store,
+    retention: std::time::Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    const BATCH: u32 = 10_000;
+    let mut wait = std::time::Duration::from_secs(60);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        wait = std::time::Duration::from_secs(3600);
+        let before =
+            crate::store::now_ms() - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        let mut pruned = 0;
+        loop {
+            match store.prune_events(before, BATCH).await {
+                Ok(n) => {
+                    pruned += n;
+                    if n < u64::from(BATCH) || *stop.borrow() {
+                        break;
+                    }
+                    // Between batches, let other writers in (SQLite has one).
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot prune old events");
+                    break;
+                }
+            }
+        }
+        if pruned > 0 {
+            tracing::info!(events = pruned, "old events pruned");
+        }
+    }
+}
+
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let config = load_config(config_path)?;
     let span = tracing::info_span!("node", name = %config.node.name);
@@ -78,6 +118,14 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
     let http_listener = TcpListener::bind(config.node.http.listen)
         .await
         .with_context(|| format!("cannot listen for HTTP on {}", config.node.http.listen))?;
+    let metrics_listener = match config.node.http.metrics_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for /metrics on {addr}"))?,
+        ),
+        None => None,
+    };
 
     // Hold the node name first: only then is it safe to take back this name's leases.
     let membership = Membership::join(
@@ -128,6 +176,8 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
         links: Default::default(),
         events: crate::http::EventSpool::start(store.clone()),
         max_body: usize::try_from(config.node.http.limits.max_body).unwrap_or(usize::MAX),
+        metrics_apart: config.node.http.metrics_listen.is_some(),
+        recent: Default::default(),
     });
 
     let (writers, gather) = match store.backend() {
@@ -186,6 +236,7 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
         auth: Some(Arc::new(crate::pipeline::auth::Authenticator::new(
             &config.node.delivery.nameservers,
             &config.node.hostname,
+            config.node.lease,
         ))),
     });
     for _ in 0..PROCESSORS {
@@ -207,6 +258,19 @@ async fn serve(config: crate::config::Config) -> anyhow::Result<()> {
         }
         .run(stopped.clone()),
     ));
+    if let Some(listener) = metrics_listener {
+        tasks.push(crate::spawn(crate::http::serve_metrics(
+            listener,
+            http.clone(),
+            config.node.http.limits,
+            stopped.clone(),
+        )));
+    }
+    tasks.push(crate::spawn(prune_events(
+        store.clone(),
+        config.node.http.events_retention,
+        stopped.clone(),
+    )));
     tasks.push(crate::spawn(crate::http::serve(
         http_listener,
         http,

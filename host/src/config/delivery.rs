@@ -48,6 +48,8 @@ pub(super) struct HttpSection {
     idle_timeout: Option<Span>,
     request_timeout: Option<Span>,
     max_body: Option<Size>,
+    metrics_listen: Option<String>,
+    events_retention: Option<Span>,
 }
 
 /// Limits for one destination domain.
@@ -116,6 +118,11 @@ pub struct HttpConfig {
     /// Bearer token of the REST API (`ROOST_API_TOKEN` overrides); none: the API is off.
     pub api_token: Option<String>,
     pub limits: HttpLimits,
+    /// Serve `/metrics` here only (not on `listen`), for a port that only the monitoring
+    /// can reach.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Tracking and plugin events older than this are deleted (their counts are kept).
+    pub events_retention: Duration,
 }
 
 /// What one HTTP client may hold of the node (SECURITY.md explains each).
@@ -154,6 +161,8 @@ impl std::fmt::Debug for HttpConfig {
             .field("public_url", &self.public_url)
             .field("api_token", &self.api_token.as_ref().map(|_| "(set)"))
             .field("limits", &self.limits)
+            .field("metrics_listen", &self.metrics_listen)
+            .field("events_retention", &self.events_retention)
             .finish()
     }
 }
@@ -335,11 +344,38 @@ pub(super) fn http_config(file: &Path, raw: HttpSection) -> Result<HttpConfig, C
             None => defaults.max_body,
         },
     };
+    let metrics_listen = match raw.metrics_listen {
+        None => None,
+        Some(a) => Some(a.parse::<SocketAddr>().map_err(|_| {
+            ConfigError::invalid(
+                file,
+                format!("http.metrics_listen: `{a}` is not an address:port such as 127.0.0.1:9090"),
+            )
+        })?),
+    };
+    if metrics_listen == Some(listen) {
+        return Err(ConfigError::invalid(
+            file,
+            "http.metrics_listen: must differ from http.listen",
+        ));
+    }
+    let events_retention = match raw.events_retention {
+        Some(Span(d)) if d < Duration::from_secs(3600) => {
+            return Err(ConfigError::invalid(
+                file,
+                "http.events_retention: must be at least 1h",
+            ));
+        }
+        Some(Span(d)) => d,
+        None => Duration::from_secs(400 * 86_400),
+    };
     Ok(HttpConfig {
         listen,
         public_url,
         api_token,
         limits,
+        metrics_listen,
+        events_retention,
     })
 }
 

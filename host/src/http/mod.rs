@@ -33,7 +33,7 @@ use crate::{
 };
 
 pub use error::ApiError;
-pub use tracking::EventSpool;
+pub use tracking::{EventSpool, Recent};
 
 /// What the handlers share.
 pub struct HttpState {
@@ -52,6 +52,10 @@ pub struct HttpState {
     pub events: tracking::EventSpool,
     /// Largest request body (`[http] max_body`), for handlers that read a body whole.
     pub max_body: usize,
+    /// `/metrics` is served on `[http] metrics_listen`, not with the rest.
+    pub metrics_apart: bool,
+    /// Click and open tokens counted in the last moments (`tracking::Recent`).
+    pub recent: tracking::Recent,
 }
 
 impl HttpState {
@@ -65,9 +69,14 @@ impl HttpState {
 }
 
 pub fn router(state: Arc<HttpState>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+    let metrics_here = !state.metrics_apart;
+    let router = Router::new().route("/healthz", get(healthz));
+    let router = if metrics_here {
+        router.route("/metrics", get(metrics))
+    } else {
+        router
+    };
+    router
         .route(
             "/u/{token}",
             get(links::unsubscribe_page).post(links::unsubscribe),
@@ -112,6 +121,20 @@ pub async fn serve(
                 }
             },
         ));
+    server::run(listener, app, limits, shutdown).await;
+}
+
+/// `/metrics` alone, for `[http] metrics_listen`.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    state: Arc<HttpState>,
+    limits: HttpLimits,
+    shutdown: watch::Receiver<bool>,
+) {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::not_found("only /metrics here") })
+        .with_state(state);
     server::run(listener, app, limits, shutdown).await;
 }
 

@@ -48,6 +48,48 @@ const PREFETCHERS: &[&str] = &[
     "slackbot",
 ];
 
+/// Tokens counted in the last [`Recent::WINDOW`]: a token is counted at most once in it, so
+/// a flood of clicks on one link (a script, a scanner retrying) neither grows the events
+/// table nor skews the counts. The visitor is redirected every time all the same.
+#[derive(Default)]
+pub struct Recent {
+    seen: Mutex<HashMap<u64, std::time::Instant>>,
+}
+
+impl Recent {
+    const WINDOW: std::time::Duration = std::time::Duration::from_secs(5);
+    /// Tokens remembered at most; past it, the old ones are forgotten first.
+    const MOST: usize = 100_000;
+
+    /// Whether `token` was not counted in the last moments (and is now).
+    pub fn first(&self, token: &str) -> bool {
+        use std::hash::BuildHasher;
+        static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+            std::sync::OnceLock::new();
+        let key = KEYS
+            .get_or_init(Default::default)
+            .hash_one(token.to_ascii_lowercase());
+        let now = std::time::Instant::now();
+        let Ok(mut seen) = self.seen.lock() else {
+            return true;
+        };
+        if seen
+            .get(&key)
+            .is_some_and(|at| now.duration_since(*at) < Self::WINDOW)
+        {
+            return false;
+        }
+        if seen.len() >= Self::MOST {
+            seen.retain(|_, at| now.duration_since(*at) < Self::WINDOW);
+            if seen.len() >= Self::MOST {
+                seen.clear();
+            }
+        }
+        seen.insert(key, now);
+        true
+    }
+}
+
 /// What tracking needs per recipient and per post, kept in memory: a click or an open is
 /// then only the event's write (recipient rows and a post's links do not change).
 #[derive(Default)]
@@ -210,15 +252,17 @@ pub async fn click(
     let Some(url) = usize::try_from(n).ok().and_then(|n| links.get(n)) else {
         return not_found();
     };
-    record(
-        &state,
-        &who,
-        "click",
-        Some(n.to_string()),
-        &method,
-        &headers,
-    )
-    .await;
+    if state.recent.first(&token) {
+        record(
+            &state,
+            &who,
+            "click",
+            Some(n.to_string()),
+            &method,
+            &headers,
+        )
+        .await;
+    }
     (
         StatusCode::FOUND,
         [
@@ -238,7 +282,9 @@ pub async fn open(
     let Some((who, _)) = tracked::<1>(&state, Purpose::Open, &token).await else {
         return not_found();
     };
-    record(&state, &who, "open", None, &method, &headers).await;
+    if state.recent.first(&token) {
+        record(&state, &who, "open", None, &method, &headers).await;
+    }
     (
         [
             (header::CONTENT_TYPE, "image/gif"),

@@ -2,7 +2,7 @@
 //! run (mail-auth), as an `Authentication-Results:` field on top of the post the plugins
 //! see. Fields of that name that claim to come from this host are taken out of what the
 //! plugins see first, so a sender cannot forge a pass. A lookup that does not answer in
-//! time gives `temperror`, never a delay for the whole chain.
+//! time gives that post `temperror`, which lists that act on failures hold.
 
 use std::{net::IpAddr, time::Duration};
 
@@ -13,30 +13,40 @@ use mail_auth::{
 
 use crate::{message, store::StoredMessage};
 
-/// The most all checks of one post may take.
+/// The most all checks of one post may take (less on a node whose processing lease is
+/// short: a post's checks must end well inside the lease, see `Authenticator::new`).
 const BUDGET: Duration = Duration::from_secs(3);
 
 pub struct Authenticator {
     inner: Option<MessageAuthenticator>,
     /// The authserv-id: this node's host name.
     hostname: String,
-    /// After a check ran out of time, DNS is taken to be down until then: posts get
-    /// `temperror` at once instead of each waiting out the budget.
-    down_until: std::sync::Mutex<Option<std::time::Instant>>,
+    /// The most one post's checks may take.
+    budget: Duration,
+    /// Until when a check running out of time is not logged again (one line per outage,
+    /// not one per post).
+    quiet_until: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
-/// How long DNS is left alone after a check ran out of time.
-const BACK_OFF: Duration = Duration::from_secs(30);
+/// How long after logging a check that ran out of time the next one is not logged.
+const LOG_EVERY: Duration = Duration::from_secs(60);
 
 impl Authenticator {
-    pub fn new(nameservers: &[std::net::SocketAddr], hostname: &str) -> Authenticator {
+    /// `lease`: processing's lease. A post's checks take at most a sixth of it, so a round
+    /// of processing that checks its posts still ends inside the lease.
+    pub fn new(
+        nameservers: &[std::net::SocketAddr],
+        hostname: &str,
+        lease: Duration,
+    ) -> Authenticator {
         // The same resolver settings as delivery's (the crates share hickory's types).
         let inner = crate::delivery::route::dns_config(nameservers)
             .and_then(|(servers, opts)| MessageAuthenticator::new(servers, opts).ok());
         Authenticator {
             inner,
             hostname: hostname.to_string(),
-            down_until: std::sync::Mutex::new(None),
+            budget: BUDGET.min(lease / 6),
+            quiet_until: std::sync::Mutex::new(None),
         }
     }
 
@@ -56,32 +66,27 @@ impl Authenticator {
             .map(|f| (f.start, f.end))
             .collect();
         message::remove_ranges(&mut raw, &forged);
-        let now = std::time::Instant::now();
-        let down = self
-            .down_until
-            .lock()
-            .is_ok_and(|d| d.is_some_and(|until| now < until));
-        let checked = if down {
-            None
-        } else {
-            match tokio::time::timeout(BUDGET, self.results(m)).await {
-                Ok(r) => r,
-                Err(_) => {
-                    // Up to AUTH_CONCURRENCY checks run out of time together when DNS
-                    // stops answering: the first says so, the rest keep quiet.
-                    let first = self.down_until.lock().is_ok_and(|mut d| {
-                        let now = std::time::Instant::now();
-                        let first = d.is_none_or(|until| until <= now);
-                        if first {
-                            *d = Some(now + BACK_OFF);
-                        }
-                        first
-                    });
-                    if first {
-                        tracing::warn!("sender checks ran out of time; DNS left alone for 30 s");
+        // Every post is checked on its own: a check that runs out of time is `temperror`
+        // for that post alone, which a list that acts on failures holds. (Skipping the
+        // checks of every post for a while after one timed out let anything through.)
+        let checked = match tokio::time::timeout(self.budget, self.results(m)).await {
+            Ok(r) => r,
+            Err(_) => {
+                // Checks run out of time together when DNS stops answering: one line.
+                let log = self.quiet_until.lock().is_ok_and(|mut q| {
+                    let now = std::time::Instant::now();
+                    let log = q.is_none_or(|until| until <= now);
+                    if log {
+                        *q = Some(now + LOG_EVERY);
                     }
-                    None
+                    log
+                });
+                if log {
+                    tracing::warn!(
+                        "sender checks ran out of time (is DNS answering?); such posts get temperror"
+                    );
                 }
+                None
             }
         };
         let field = match checked {

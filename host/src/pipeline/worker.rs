@@ -134,6 +134,11 @@ impl Processor {
             || pending
                 .iter()
                 .all(|(_, m)| now - m.received_at < lease_ms / 6);
+        // Posts as their plugins see them, checked a chunk at a time as the round reaches
+        // them: a round ends inside its lease even when DNS takes each check's whole
+        // budget (checking the whole batch first once outlasted the lease, and the batch
+        // was claimed, checked and lost again for ever).
+        let mut views: HashMap<String, Vec<u8>> = HashMap::new();
         while !pending.is_empty() {
             let round = if fresh {
                 fresh = false;
@@ -151,9 +156,23 @@ impl Processor {
                 self.lease / 3
             };
             let renewed = Instant::now();
-            let mut views = self.authenticate(&pending).await;
             let mut decided = Vec::with_capacity(pending.len());
             while renewed.elapsed() < round && !*shutdown.borrow() {
+                if pending
+                    .front()
+                    .is_some_and(|(_, m)| m.kind == "post" && !views.contains_key(&m.id))
+                {
+                    let next = pending
+                        .iter()
+                        .filter(|(_, m)| !views.contains_key(&m.id))
+                        .take(AUTH_CONCURRENCY);
+                    let checked = self.authenticate(next).await;
+                    views.extend(checked);
+                    // The checks used this round's time: renew before going on.
+                    if renewed.elapsed() >= round {
+                        break;
+                    }
+                }
                 let Some((job, m)) = pending.pop_front() else {
                     break;
                 };
@@ -192,30 +211,25 @@ impl Processor {
         self.process_loaded(loaded, true, shutdown).await;
     }
 
-    /// The posts of a batch as their plugins see them (with this host's
-    /// `Authentication-Results`), checked concurrently: each check waits on DNS, and one
-    /// after the other they would hold up the batch.
-    async fn authenticate(
+    /// Posts as their plugins see them (with this host's `Authentication-Results`), checked
+    /// concurrently: each check waits on DNS, and one after the other they would hold up
+    /// the batch.
+    async fn authenticate<'a>(
         &self,
-        batch: &VecDeque<(Job, StoredMessage)>,
+        batch: impl Iterator<Item = &'a (Job, StoredMessage)>,
     ) -> HashMap<String, Vec<u8>> {
         let mut views = HashMap::new();
         let Some(auth) = &self.auth else {
             return views;
         };
-        let posts: Vec<&StoredMessage> = batch
-            .iter()
-            .map(|(_, m)| m)
-            .filter(|m| m.kind == "post")
-            .collect();
-        for chunk in posts.chunks(AUTH_CONCURRENCY) {
-            let mut checks = Vec::with_capacity(chunk.len());
-            for m in chunk {
-                checks.push(auth.annotate(m));
-            }
-            for (m, view) in chunk.iter().zip(futures::future::join_all(checks).await) {
-                views.insert(m.id.clone(), view);
-            }
+        let posts: Vec<&StoredMessage> =
+            batch.map(|(_, m)| m).filter(|m| m.kind == "post").collect();
+        let mut checks = Vec::with_capacity(posts.len());
+        for m in &posts {
+            checks.push(auth.annotate(m));
+        }
+        for (m, view) in posts.iter().zip(futures::future::join_all(checks).await) {
+            views.insert(m.id.clone(), view);
         }
         views
     }

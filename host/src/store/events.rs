@@ -248,3 +248,21 @@ impl Store {
             .collect())
     }
 }
+
+impl Store {
+    /// Delete up to `batch` of the oldest events recorded before `before_ms` that the counts
+    /// already hold (the reports read the counts, not the events); how many went. Oldest by
+    /// id, which follows time, so each batch is a range of the primary key.
+    pub async fn prune_events(&self, before_ms: i64, batch: u32) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT $1) \
+             AND at < $2 AND id <= (SELECT last_id FROM events_counted WHERE id = 1)",
+        )
+        .bind(i64::from(batch))
+        .bind(before_ms)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        Ok(done)
+    }
+}

@@ -16,6 +16,11 @@
 //!                           # (checked by the host): accept | hold | reject | discard
 //! auth_check = "dmarc"      # dmarc: the above; dkim: also any post whose DKIM signature
 //!                           # fails to verify, whatever the domain's DMARC policy
+//!                           # (unless auth_failures = "accept", a post whose checks could
+//!                           # not be done, DNS not answering, is held, never passed)
+//! verify_members = false    # true: a post is a member's only with an aligned DKIM or
+//!                           # SPF pass for the From domain; else it counts as a
+//!                           # non-member's (anyone can write a member's address in From:)
 //! hold_days = 14            # held posts not decided by then are rejected (author told;
 //!                           # checked every minute)
 //! ```
@@ -83,6 +88,8 @@ struct Config {
     auth_failures: Action,
     #[serde(default)]
     auth_check: AuthCheck,
+    #[serde(default)]
+    verify_members: bool,
     hold_days: Option<u32>,
 }
 
@@ -108,6 +115,7 @@ impl Default for Config {
             strip_types: Vec::new(),
             auth_failures: Action::Accept,
             auth_check: AuthCheck::Dmarc,
+            verify_members: false,
             hold_days: None,
         }
     }
@@ -141,6 +149,67 @@ fn auth_failed(results: Option<&str>, check: AuthCheck) -> Option<&'static str> 
     }
     (check == AuthCheck::Dkim && v.contains("dkim=fail"))
         .then_some("the post's DKIM signature does not verify")
+}
+
+/// What the host's checks say of the author's domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proof {
+    /// An aligned pass: DMARC passes, or DKIM passes for the From domain (or a parent or
+    /// child of it), or SPF passes for a MAIL FROM in such a domain.
+    Aligned,
+    /// The checks could not be done (a lookup ran out of time): `temperror`.
+    Unknown,
+    None,
+}
+
+/// Whether `a` and `b` are one domain or one is a subdomain of the other (relaxed
+/// alignment without the public suffix list: stricter where two siblings share a parent).
+fn aligned(a: &str, b: &str) -> bool {
+    let (a, b) = (a.to_ascii_lowercase(), b.to_ascii_lowercase());
+    !a.is_empty()
+        && !b.is_empty()
+        && (a == b || a.ends_with(&format!(".{b}")) || b.ends_with(&format!(".{a}")))
+}
+
+/// Read the host's `Authentication-Results` for an aligned pass for `from_domain`.
+fn proof(results: Option<&str>, from_domain: &str) -> Proof {
+    let Some(results) = results else {
+        return Proof::None;
+    };
+    let mut unknown = false;
+    // After the authserv-id, one clause per method: `dkim=pass header.d=x.example ...`.
+    for clause in results.split(';').skip(1) {
+        let mut words = clause.split_whitespace();
+        let Some((method, result)) = words.next().and_then(|w| w.split_once('=')) else {
+            continue;
+        };
+        let (method, result) = (method.to_ascii_lowercase(), result.to_ascii_lowercase());
+        if result == "temperror" {
+            unknown = true;
+            continue;
+        }
+        if result != "pass" {
+            continue;
+        }
+        let property = |key: &str| {
+            clause
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(key))
+                .map(|v| v.trim_matches(|c| c == '"' || c == ';').to_string())
+        };
+        let ok = match method.as_str() {
+            "dmarc" => true,
+            "dkim" => property("header.d=").is_some_and(|d| aligned(&d, from_domain)),
+            "spf" => property("smtp.mailfrom=")
+                .and_then(|m| m.rsplit_once('@').map(|(_, d)| d.to_string()))
+                .is_some_and(|d| aligned(&d, from_domain)),
+            _ => false,
+        };
+        if ok {
+            return Proof::Aligned;
+        }
+    }
+    if unknown { Proof::Unknown } else { Proof::None }
 }
 
 struct Moderation;
@@ -183,12 +252,21 @@ impl Plugin for Moderation {
             result = result.edit(Edit::ReplaceBody(body));
         }
 
-        if c.auth_failures != Action::Accept
-            && let Some(failure) =
-                auth_failed(message.header("authentication-results"), c.auth_check)
-        {
-            let why = format!("{failure} for {sender}");
-            return Ok(with_edits(act(c.auth_failures, why, &list), result));
+        let results = message.header("authentication-results");
+        let from_domain = sender.rsplit_once('@').map_or("", |(_, d)| d).to_string();
+        let proven = proof(results, &from_domain);
+        if c.auth_failures != Action::Accept {
+            if let Some(failure) = auth_failed(results, c.auth_check) {
+                let why = format!("{failure} for {sender}");
+                return Ok(with_edits(act(c.auth_failures, why, &list), result));
+            }
+            // Fail closed: a post that could not be checked is not taken as one that passed.
+            if proven == Proof::Unknown {
+                let why = format!(
+                    "the sender checks for {sender} could not be done (DNS did not answer in time)"
+                );
+                return Ok(with_edits(PostResult::hold(why), result));
+            }
         }
         if any_match(&c.allow, &sender) {
             return Ok(result);
@@ -203,6 +281,16 @@ impl Plugin for Moderation {
             return Ok(with_edits(PostResult::hold(why), result));
         }
         let decision = match members::get(&sender) {
+            // Anyone can write a member's address in From:; with verify_members only a
+            // post its domain vouches for is the member's.
+            Some(_) if c.verify_members && proven == Proof::Unknown => PostResult::hold(format!(
+                "{sender} is a member, but the sender checks could not be done"
+            )),
+            Some(_) if c.verify_members && proven != Proof::Aligned => act(
+                c.nonmembers,
+                format!("{sender} is a member, but neither DKIM nor SPF passes for {from_domain}"),
+                &list,
+            ),
             Some(m) if m.moderated => act(c.moderated, format!("{sender} is moderated"), &list),
             Some(_) => act(
                 c.members,
@@ -250,7 +338,44 @@ roost_plugin_sdk::export_plugin!(Moderation, config = Config, hooks = [on_post, 
 
 #[cfg(test)]
 mod tests {
-    use super::{AuthCheck, auth_failed};
+    use super::{AuthCheck, Proof, auth_failed, proof};
+
+    #[test]
+    fn an_aligned_pass_is_read_from_the_hosts_results() {
+        let r = |s: &str| format!("lists.example.org; {s}");
+        let p = |s: &str| proof(Some(&r(s)), "example.org");
+        assert_eq!(
+            p("dkim=pass header.d=example.org header.s=s1; spf=none"),
+            Proof::Aligned
+        );
+        assert_eq!(
+            p("dkim=pass header.d=mail.example.org; spf=none"),
+            Proof::Aligned
+        );
+        assert_eq!(p("dkim=pass header.d=other.example; spf=fail"), Proof::None);
+        assert_eq!(
+            p("dkim=none; spf=pass smtp.mailfrom=ann@example.org"),
+            Proof::Aligned
+        );
+        assert_eq!(
+            p("dkim=none; spf=pass smtp.mailfrom=ann@evil.example"),
+            Proof::None
+        );
+        assert_eq!(
+            p("dkim=none; spf=none;\r\n\tdmarc=pass header.from=example.org"),
+            Proof::Aligned
+        );
+        assert_eq!(
+            p("dkim=temperror; spf=temperror; dmarc=temperror"),
+            Proof::Unknown
+        );
+        assert_eq!(proof(None, "example.org"), Proof::None);
+        // A forged clause in the authserv-id's place is not read.
+        assert_eq!(
+            proof(Some("dkim=pass header.d=example.org"), "example.org"),
+            Proof::None
+        );
+    }
 
     #[test]
     fn auth_failures_follow_the_check() {
