@@ -314,18 +314,76 @@ on_both_backends!(events_notices_and_stats, |db: TestDb| async move {
         (owners, subject.as_str(), body.as_str()),
         (1, "Held post", "Please look.")
     );
-    // Bad input is the plugin's to handle; nothing is queued.
+    // Bad input is the plugin's to handle; nothing is queued. A plugin writes only to the
+    // list's owners and members (and the sender in hand, in hooks that have one).
     let (status, why) = call(&rt, &b, "/notify", "to=not-an-address", "x").await;
+    assert_eq!(status, 400, "{why}");
+    let (status, why) = call(&rt, &b, "/notify", "to=stranger@example.net", "x").await;
     assert_eq!(
         (status, why.as_str()),
-        (400, "`not-an-address` is not a mail address")
+        (
+            400,
+            "`stranger@example.net` is not a member, an owner or the sender in hand: notify writes only to them"
+        )
     );
+    db.store
+        .add_member(LIST, "m@example.org", None)
+        .await
+        .unwrap();
+    ok(&rt, &b, "/notify", "to=m@example.org", "Hello member").await;
     let queued: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM notices")
         .fetch_one(db.store.pool())
         .await
         .unwrap();
-    assert_eq!(queued, 1);
+    assert_eq!(queued, 2);
 });
+
+on_both_backends!(
+    a_call_has_a_budget_of_events_notices_and_imports,
+    |db: TestDb| async move {
+        let rt = common::runtime();
+        let b = probe(&rt, &db, LIST).await;
+        // Within the limits: as asked.
+        assert_eq!(
+            ok(&rt, &b, "/events/flood", "n=200", "").await,
+            "emitted 200"
+        );
+        assert_eq!(ok(&rt, &b, "/notify/flood", "n=10", "").await, "sent 10");
+        // Past them: the events call traps (nothing more is recorded), the notice is refused
+        // with an error the plugin sees, the imports trap.
+        let trapped = |path: &'static str, query: &'static str| {
+            let (rt, b) = (&rt, &b);
+            async move {
+                match rt.on_http(b, &common::http(path, query, "")).await {
+                    Ok(r) => panic!("{path}: answered {}", r.status),
+                    Err(e) => e.to_string(),
+                }
+            }
+        };
+        let why = trapped("/events/flood", "n=201").await;
+        assert!(why.contains("more than 200 events in one call"), "{why}");
+        let (status, why) = call(&rt, &b, "/notify/flood", "n=11", "").await;
+        assert_eq!(
+            (status, why.as_str()),
+            (429, "10 sent; at most 10 notices in one call")
+        );
+        let why = trapped("/kv/flood", "n=10001").await;
+        assert!(
+            why.contains("more than 10000 database imports in one call"),
+            "{why}"
+        );
+        let events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE kind = 'flood'")
+            .fetch_one(db.store.pool())
+            .await
+            .unwrap();
+        assert_eq!(
+            events, 400,
+            "the trapped call's first 200 were recorded, no more"
+        );
+        // A fresh call has its budget back.
+        assert_eq!(ok(&rt, &b, "/kv/flood", "n=100", "").await, "read 100");
+    }
+);
 
 on_both_backends!(stats_are_read_per_hour_and_node, |db: TestDb| async move {
     let rt = common::runtime();

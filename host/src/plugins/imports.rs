@@ -5,7 +5,7 @@
 use super::{
     bindings::roost::list::{clock, config, events, kv, log, members, notify, stats, types},
     error::HostFailure,
-    state::HostState,
+    state::{HostState, MAX_EVENTS, MAX_NOTICES},
 };
 use crate::store::{self, KvScope, NoticeTarget};
 
@@ -252,6 +252,12 @@ impl members::Host for HostState {
 
 impl events::Host for HostState {
     async fn emit(&mut self, event: events::Event) -> wasmtime::Result<()> {
+        self.events += 1;
+        if self.events > MAX_EVENTS {
+            return Err(wasmtime::Error::new(HostFailure(format!(
+                "events.emit: more than {MAX_EVENTS} events in one call"
+            ))));
+        }
         let event = store::NewEvent {
             kind: event.kind,
             post_id: event.post_id,
@@ -283,6 +289,30 @@ impl events::Host for HostState {
 
 impl notify::Host for HostState {
     async fn send(&mut self, notice: notify::Notice) -> wasmtime::Result<Result<String, String>> {
+        self.notices += 1;
+        if self.notices > MAX_NOTICES {
+            return Ok(Err(format!("at most {MAX_NOTICES} notices in one call")));
+        }
+        // Only people the list already writes to: its owners, its members, and whoever sent
+        // the post, command or bounced copy in hand. A plugin cannot make the list mail
+        // strangers (a compromised or buggy plugin as a spam relay).
+        if let notify::Target::Address(a) = &notice.to
+            && !self
+                .in_hand
+                .as_deref()
+                .is_some_and(|s| s.eq_ignore_ascii_case(a.trim()))
+        {
+            let list = self.list().map(str::to_string);
+            let member = match list {
+                Ok(list) => self.db()?.member(&list, a).await,
+                Err(_) => Ok(None),
+            };
+            if member.map_err(|e| host_err("notify.send", e))?.is_none() {
+                return Ok(Err(format!(
+                    "`{a}` is not a member, an owner or the sender in hand: notify writes only to them"
+                )));
+            }
+        }
         let notice = store::Notice {
             to: match notice.to {
                 notify::Target::Owners => NoticeTarget::Owners,

@@ -404,8 +404,10 @@ impl Runtime {
     }
 
     pub async fn on_post(&self, bound: &Bound, message: &Message) -> Result<PostResult, CallError> {
-        let result = invoke!(self, bound, Hook::OnPost.name(), |p, s| p
-            .call_on_post(s, message))?;
+        let result = invoke!(self, bound, Hook::OnPost.name(), |p, s| {
+            s.data_mut().in_hand = Some(message.envelope.mail_from.clone());
+            p.call_on_post(s, message)
+        })?;
         validate::post_result(&result)
             .map_err(|m| self.fail(bound, Hook::OnPost.name(), Failure::Invalid(m)))?;
         Ok(result)
@@ -429,8 +431,11 @@ impl Runtime {
         bound: &Bound,
         report: &BounceReport,
     ) -> Result<BounceAction, CallError> {
-        invoke!(self, bound, Hook::OnBounce.name(), |p, s| p
-            .call_on_bounce(s, report))
+        invoke!(self, bound, Hook::OnBounce.name(), |p, s| {
+            // The copy went to one address: the one the plugin may warn or probe.
+            s.data_mut().in_hand = report.recipients.first().map(|r| r.address.clone());
+            p.call_on_bounce(s, report)
+        })
     }
 
     pub async fn on_command(
@@ -438,8 +443,10 @@ impl Runtime {
         bound: &Bound,
         command: &Command,
     ) -> Result<CommandReply, CallError> {
-        let reply = invoke!(self, bound, Hook::OnCommand.name(), |p, s| p
-            .call_on_command(s, command))?;
+        let reply = invoke!(self, bound, Hook::OnCommand.name(), |p, s| {
+            s.data_mut().in_hand = Some(command.sender.clone());
+            p.call_on_command(s, command)
+        })?;
         validate::command_reply(&reply)
             .map_err(|m| self.fail(bound, Hook::OnCommand.name(), Failure::Invalid(m)))?;
         Ok(reply)

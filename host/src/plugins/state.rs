@@ -25,6 +25,13 @@ pub struct Scope {
 /// past this is a plugin gone wrong.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 
+/// Imports that reach the database, per call: each is a round trip the node pays for, and a
+/// plugin looping on them within its deadline could otherwise keep the database busy.
+pub(super) const MAX_HOST_CALLS: u32 = 10_000;
+/// Events one call may record (`events.emit`), and notices it may send (`notify.send`).
+pub(super) const MAX_EVENTS: u32 = 200;
+pub(super) const MAX_NOTICES: u32 = 10;
+
 pub struct HostState {
     pub(super) scope: Arc<Scope>,
     pub(super) hook: &'static str,
@@ -39,6 +46,13 @@ pub struct HostState {
     /// The cluster's heartbeat interval and lease, to tell node states (`None` outside a
     /// node).
     pub(super) timing: Option<(std::time::Duration, std::time::Duration)>,
+    /// Who sent the post, command or bounced copy in hand: the one address besides the
+    /// list's members and owners that `notify.send` may write to in this call.
+    pub(super) in_hand: Option<String>,
+    /// Database imports, events and notices of this call (see the `MAX_` limits).
+    pub(super) host_calls: std::cell::Cell<u32>,
+    pub(super) events: u32,
+    pub(super) notices: u32,
 }
 
 impl HostState {
@@ -51,6 +65,10 @@ impl HostState {
             memory_peak: 0,
             links: None,
             timing: None,
+            in_hand: None,
+            host_calls: std::cell::Cell::new(0),
+            events: 0,
+            notices: 0,
         }
     }
 
@@ -59,9 +77,21 @@ impl HostState {
         self.hook = hook;
         self.last_error = None;
         self.log_lines = 0;
+        self.in_hand = None;
+        self.host_calls.set(0);
+        self.events = 0;
+        self.notices = 0;
     }
 
+    /// The database, for one import; past [`MAX_HOST_CALLS`] in a call the call traps.
     pub(super) fn db(&self) -> wasmtime::Result<&Store> {
+        let calls = self.host_calls.get() + 1;
+        self.host_calls.set(calls);
+        if calls > MAX_HOST_CALLS {
+            return Err(wasmtime::Error::new(HostFailure(format!(
+                "more than {MAX_HOST_CALLS} database imports in one call"
+            ))));
+        }
         self.scope
             .store
             .as_ref()

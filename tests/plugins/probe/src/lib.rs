@@ -147,6 +147,46 @@ impl Plugin for Probe {
                 });
                 ok("emitted".into())
             }
+            // One call that emits `n` events, or makes `n` database imports, or sends `n`
+            // notices to the owners: the per-call limits' test.
+            "/events/flood" => {
+                let n: u32 = q.req("n")?.parse().map_err(|_| "n: a number".to_string())?;
+                for i in 0..n {
+                    events::emit(&events::Event {
+                        kind: "flood".into(),
+                        post_id: None,
+                        member: None,
+                        key: Some(i.to_string()),
+                    });
+                }
+                ok(format!("emitted {n}"))
+            }
+            "/kv/flood" => {
+                let n: u32 = q.req("n")?.parse().map_err(|_| "n: a number".to_string())?;
+                for _ in 0..n {
+                    kv::get("flood");
+                }
+                ok(format!("read {n}"))
+            }
+            "/notify/flood" => {
+                let n: u32 = q.req("n")?.parse().map_err(|_| "n: a number".to_string())?;
+                let mut sent = 0;
+                for _ in 0..n {
+                    let notice = notify::Notice {
+                        to: notify::Target::Owners,
+                        subject: "flood".into(),
+                        body: String::new(),
+                        reply_to: None,
+                    };
+                    match notify::send(&notice) {
+                        Ok(_) => sent += 1,
+                        Err(why) => {
+                            return Ok(HttpResponse::text(429, format!("{sent} sent; {why}")));
+                        }
+                    }
+                }
+                ok(format!("sent {sent}"))
+            }
             "/events/count" => {
                 let c = events::count(&events::Query {
                     kind: q.req("kind")?.to_string(),
