@@ -103,6 +103,7 @@ on_both_backends!(kv_is_versioned_and_scoped, |db: TestDb| async move {
     let scope = KvScope {
         list: LIST.into(),
         plugin: "probe".into(),
+        quota: Default::default(),
     };
     assert_eq!(
         db.store.kv_get(&scope, "b").await.unwrap().unwrap().value,
@@ -464,3 +465,53 @@ async fn on_deliver_edits_come_back_per_recipient() {
         .unwrap();
     assert!(matches!(&edits[..], [wit::Edit::AddHeader(h)] if h.value == "dee@example.org"));
 }
+
+on_both_backends!(kv_keeps_to_its_quota, |db: TestDb| async move {
+    let rt = common::runtime();
+    let limits = roost::config::PluginLimits {
+        kv_keys: 3,
+        kv_bytes: 10,
+        ..common::limits(5_000, 64)
+    };
+    let b = common::bind(
+        &rt,
+        "probe",
+        LIST,
+        "greeting = \"hello\"\n",
+        limits,
+        Some(db.store.clone()),
+    )
+    .await;
+    let refused = |key: &'static str, value: &'static str| {
+        let (rt, b) = (&rt, &b);
+        async move {
+            let query = format!("key={key}");
+            match rt.on_http(b, &common::http("/kv/set", &query, value)).await {
+                Ok(r) => panic!("{key}: answered {}", r.status),
+                Err(e) => e.to_string(),
+            }
+        }
+    };
+    ok(&rt, &b, "/kv/set", "key=a", "12345").await;
+    ok(&rt, &b, "/kv/set", "key=b", "12345").await;
+    // One byte over: refused, nothing written.
+    let why = refused("c", "x").await;
+    assert!(why.contains("kv quota of plugin `probe`"), "{why}");
+    assert_eq!(call(&rt, &b, "/kv/get", "key=c", "").await.0, 404);
+    // Shrinking is always allowed, and makes room.
+    ok(&rt, &b, "/kv/set", "key=a", "12").await;
+    ok(&rt, &b, "/kv/cas", "key=c&expected=none", "x").await;
+    // A fourth key is one too many, until one goes.
+    let why = refused("d", "").await;
+    assert!(why.contains("at most 3 keys"), "{why}");
+    assert_eq!(ok(&rt, &b, "/kv/delete", "key=a", "").await, "true");
+    ok(&rt, &b, "/kv/set", "key=d", "").await;
+    let usage: (i64, i64) = sqlx::query_as(
+        "SELECT keys, bytes FROM plugin_kv_usage WHERE list = $1 AND plugin = 'probe'",
+    )
+    .bind(LIST)
+    .fetch_one(db.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(usage, (3, 6));
+});

@@ -68,6 +68,8 @@ pub struct DkimConfig {
 struct LimitsFile {
     plugin_timeout: Option<Span>,
     plugin_memory: Option<Size>,
+    kv_keys: Option<u64>,
+    kv_bytes: Option<Size>,
 }
 
 /// Per-call limits for this list's plugins.
@@ -75,6 +77,9 @@ struct LimitsFile {
 pub struct PluginLimits {
     pub timeout: Duration,
     pub memory: u64,
+    /// Keys and bytes of values each plugin may keep in `kv` for the list.
+    pub kv_keys: u64,
+    pub kv_bytes: u64,
 }
 
 impl Default for PluginLimits {
@@ -82,6 +87,8 @@ impl Default for PluginLimits {
         PluginLimits {
             timeout: Duration::from_millis(100),
             memory: 64 << 20,
+            kv_keys: 100_000,
+            kv_bytes: 256 << 20,
         }
     }
 }
@@ -144,6 +151,8 @@ pub(super) fn load_list(
     let limits = PluginLimits {
         timeout: raw.limits.plugin_timeout.map_or(defaults.timeout, |s| s.0),
         memory: raw.limits.plugin_memory.map_or(defaults.memory, |s| s.0),
+        kv_keys: raw.limits.kv_keys.unwrap_or(defaults.kv_keys),
+        kv_bytes: raw.limits.kv_bytes.map_or(defaults.kv_bytes, |s| s.0),
     };
     if limits.timeout.is_zero() {
         return Err(ConfigError::invalid(

@@ -106,7 +106,8 @@ impl Authenticator {
 
     async fn results(&self, m: &StoredMessage) -> Option<Vec<u8>> {
         let auth = self.inner.as_ref()?;
-        let msg = AuthenticatedMessage::parse(&m.raw)?;
+        let verifiable = dkim_bounded(&m.raw);
+        let msg = AuthenticatedMessage::parse(&verifiable)?;
         let ip: IpAddr = m.client_ip.parse().ok()?;
         let helo = m.helo.as_str();
         let dkim = auth.verify_dkim(Parameters::new(&msg)).await;
@@ -168,5 +169,68 @@ impl Authenticator {
             .as_bytes(),
         );
         Some(field)
+    }
+}
+
+/// DKIM signatures verified at most, and the longest one verified. Verifying a signature
+/// costs the square of its `h=` list plus that list times the header's fields (measured in
+/// the library's code, not bounded there): a sender with a key of their own could otherwise
+/// spend seconds of a processing thread on one post.
+const MAX_SIGNATURES: usize = 5;
+const MAX_SIGNATURE_BYTES: usize = 4096;
+/// Past this many header fields, no signature is verified (DKIM gives `none`).
+const MAX_FIELDS_FOR_DKIM: usize = 1000;
+
+/// The post as DKIM verification sees it: signatures past [`MAX_SIGNATURES`], longer than
+/// [`MAX_SIGNATURE_BYTES`], or in a header of more than [`MAX_FIELDS_FOR_DKIM`] fields
+/// are left out. Borrowed when nothing is.
+fn dkim_bounded(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let fields = message::fields(raw);
+    let crowded = fields.len() > MAX_FIELDS_FOR_DKIM;
+    let doomed: Vec<(usize, usize)> = fields
+        .iter()
+        .filter(|f| f.name.eq_ignore_ascii_case("dkim-signature"))
+        .enumerate()
+        .filter(|(i, f)| crowded || *i >= MAX_SIGNATURES || f.end - f.start > MAX_SIGNATURE_BYTES)
+        .map(|(_, f)| (f.start, f.end))
+        .collect();
+    if doomed.is_empty() {
+        return std::borrow::Cow::Borrowed(raw);
+    }
+    let mut kept = raw.to_vec();
+    message::remove_ranges(&mut kept, &doomed);
+    std::borrow::Cow::Owned(kept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dkim_verifies_a_few_signatures_of_sane_size() {
+        let sig = |n: usize| format!("DKIM-Signature: v=1; d=d{n}.example; h=from; b=x\r\n");
+        let mut raw = String::new();
+        for n in 0..8 {
+            raw.push_str(&sig(n));
+        }
+        raw.push_str(&format!(
+            "DKIM-Signature: v=1; h={}\r\n",
+            "from:".repeat(2000)
+        ));
+        raw.push_str("From: a@example.org\r\n\r\nbody\r\n");
+        let kept = dkim_bounded(raw.as_bytes());
+        let kept = String::from_utf8_lossy(&kept);
+        assert_eq!(kept.matches("DKIM-Signature:").count(), MAX_SIGNATURES);
+        assert!(kept.contains("d4.example") && !kept.contains("d5.example"));
+        assert!(kept.ends_with("From: a@example.org\r\n\r\nbody\r\n"));
+        // A header of thousands of fields: nothing is verified.
+        let crowded = format!(
+            "{}{}\r\nbody",
+            sig(0),
+            "X-A: 1\r\n".repeat(MAX_FIELDS_FOR_DKIM)
+        );
+        assert!(!String::from_utf8_lossy(&dkim_bounded(crowded.as_bytes())).contains("DKIM"));
+        let plain = b"From: a@example.org\r\n\r\nbody";
+        assert!(matches!(dkim_bounded(plain), std::borrow::Cow::Borrowed(_)));
     }
 }

@@ -22,6 +22,10 @@ impl HostState {
         KvScope {
             list: self.scope.list.clone(),
             plugin: self.scope.plugin.clone(),
+            quota: store::KvQuota {
+                keys: self.scope.limits.kv_keys,
+                bytes: self.scope.limits.kv_bytes,
+            },
         }
     }
 

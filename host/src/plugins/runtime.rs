@@ -110,6 +110,8 @@ fn call_timeout(limits: PluginLimits, hook: &str) -> Duration {
 const MANIFEST_LIMITS: PluginLimits = PluginLimits {
     timeout: Duration::from_secs(1),
     memory: 64 << 20,
+    kv_keys: 0,
+    kv_bytes: 0,
 };
 
 impl Runtime {

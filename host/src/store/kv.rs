@@ -15,6 +15,24 @@ pub const MAX_VALUE: usize = 1 << 20;
 pub struct KvScope {
     pub list: String,
     pub plugin: String,
+    pub quota: KvQuota,
+}
+
+/// What one plugin may keep for one list (`[limits] kv_keys`, `kv_bytes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvQuota {
+    pub keys: u64,
+    /// Bytes of values.
+    pub bytes: u64,
+}
+
+impl Default for KvQuota {
+    fn default() -> Self {
+        KvQuota {
+            keys: 100_000,
+            bytes: 256 << 20,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +81,8 @@ impl Store {
     /// Store unconditionally; returns the new version.
     pub async fn kv_set(&self, scope: &KvScope, key: &str, value: &[u8]) -> Result<u64> {
         check(key, Some(value))?;
+        let mut tx = self.pool().begin().await?;
+        let old = self.kv_old_len(&mut tx, scope, key).await?;
         let v: i64 = sqlx::query_scalar(
             "INSERT INTO plugin_kv (list, plugin, key, value, version, updated_at) \
              VALUES ($1, $2, $3, $4, 1, $5) \
@@ -75,8 +95,10 @@ impl Store {
         .bind(key.as_bytes())
         .bind(value)
         .bind(now_ms())
-        .fetch_one(self.pool())
+        .fetch_one(&mut *tx)
         .await?;
+        account(&mut tx, scope, old, Some(value.len())).await?;
+        tx.commit().await?;
         Ok(version(v))
     }
 
@@ -90,6 +112,8 @@ impl Store {
         value: &[u8],
     ) -> Result<Result<u64, Option<KvEntry>>> {
         check(key, Some(value))?;
+        let mut tx = self.pool().begin().await?;
+        let old = self.kv_old_len(&mut tx, scope, key).await?;
         let won = match expected {
             None => {
                 sqlx::query(
@@ -101,7 +125,7 @@ impl Store {
                 .bind(key.as_bytes())
                 .bind(value)
                 .bind(now_ms())
-                .execute(self.pool())
+                .execute(&mut *tx)
                 .await?
                 .rows_affected()
                     == 1
@@ -119,12 +143,16 @@ impl Store {
                 .bind(&scope.plugin)
                 .bind(key.as_bytes())
                 .bind(v)
-                .execute(self.pool())
+                .execute(&mut *tx)
                 .await?
                 .rows_affected()
                     == 1
             }
         };
+        if won {
+            account(&mut tx, scope, old, Some(value.len())).await?;
+        }
+        tx.commit().await?;
         if won {
             Ok(Ok(expected.map_or(1, |v| v + 1)))
         } else {
@@ -134,14 +162,43 @@ impl Store {
 
     pub async fn kv_delete(&self, scope: &KvScope, key: &str) -> Result<bool> {
         check(key, None)?;
+        let mut tx = self.pool().begin().await?;
+        let old = self.kv_old_len(&mut tx, scope, key).await?;
         let n = sqlx::query("DELETE FROM plugin_kv WHERE list = $1 AND plugin = $2 AND key = $3")
             .bind(&scope.list)
             .bind(&scope.plugin)
             .bind(key.as_bytes())
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?
             .rows_affected();
+        if n == 1 {
+            account(&mut tx, scope, old, None).await?;
+        }
+        tx.commit().await?;
         Ok(n == 1)
+    }
+
+    /// The size of the value `key` holds now (`None`: no such key), locked on PostgreSQL
+    /// for the rest of the transaction so the usage follows the write exactly.
+    async fn kv_old_len(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        scope: &KvScope,
+        key: &str,
+    ) -> Result<Option<i64>> {
+        let lock = match self.backend() {
+            super::Backend::Postgres => " FOR UPDATE",
+            super::Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "SELECT CAST(LENGTH(value) AS BIGINT) FROM plugin_kv WHERE list = $1 AND plugin = $2 AND key = $3{lock}"
+        );
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(&scope.list)
+            .bind(&scope.plugin)
+            .bind(key.as_bytes())
+            .fetch_optional(&mut **tx)
+            .await?)
     }
 
     /// Keys with `prefix`, byte-ordered, strictly after `after`, at most `limit` (≤ 1000).
@@ -187,6 +244,68 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
         }
     }
     vec![0xFF; MAX_KEY + 1]
+}
+
+/// Count a write in the plugin's usage, in its transaction: `old` the value's size before
+/// (`None`: the key was new), `new` after (`None`: deleted). A write that would take the
+/// plugin past its quota is refused (`StoreError::Quota`) and the caller's transaction,
+/// dropped uncommitted, leaves nothing behind. Shrinking is always allowed.
+async fn account(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    scope: &KvScope,
+    old: Option<i64>,
+    new: Option<usize>,
+) -> Result<()> {
+    let new_len = new.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+    let keys = i64::from(new.is_some()) - i64::from(old.is_some());
+    let bytes = new_len.unwrap_or(0) - old.unwrap_or(0);
+    let (max_keys, max_bytes) = (
+        i64::try_from(scope.quota.keys).unwrap_or(i64::MAX),
+        i64::try_from(scope.quota.bytes).unwrap_or(i64::MAX),
+    );
+    if keys <= 0 && bytes <= 0 {
+        sqlx::query(
+            "UPDATE plugin_kv_usage SET keys = keys + $1, bytes = bytes + $2 \
+             WHERE list = $3 AND plugin = $4",
+        )
+        .bind(keys)
+        .bind(bytes)
+        .bind(&scope.list)
+        .bind(&scope.plugin)
+        .execute(&mut **tx)
+        .await?;
+        return Ok(());
+    }
+    let grew = sqlx::query(
+        "INSERT INTO plugin_kv_usage (list, plugin, keys, bytes) \
+         SELECT $1, $2, $3, $4 WHERE $3 <= $5 AND $4 <= $6 \
+         ON CONFLICT (list, plugin) DO UPDATE \
+         SET keys = plugin_kv_usage.keys + $3, bytes = plugin_kv_usage.bytes + $4 \
+         WHERE plugin_kv_usage.keys + $3 <= $5 AND plugin_kv_usage.bytes + $4 <= $6",
+    )
+    .bind(&scope.list)
+    .bind(&scope.plugin)
+    .bind(keys)
+    .bind(bytes)
+    .bind(max_keys)
+    .bind(max_bytes)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if grew == 0 {
+        return Err(StoreError::Quota(format!(
+            "kv quota of plugin `{}` on {}: at most {} keys and {} bytes",
+            scope.plugin,
+            if scope.list.is_empty() {
+                "the node"
+            } else {
+                &scope.list
+            },
+            scope.quota.keys,
+            scope.quota.bytes
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

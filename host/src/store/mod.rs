@@ -34,7 +34,7 @@ pub use deliveries::{
     Batch, BatchEnd, DeliveryResult, Outcome, PostForDelivery, QueueLine, Recipient,
 };
 pub use events::{EventCounts, EventQuery, NewEvent};
-pub use kv::{KvEntry, KvScope};
+pub use kv::{KvEntry, KvQuota, KvScope};
 pub use members::{DeliveryStatus, Member, check_address};
 pub use messages::{Decision, Job, MessageKind, NewMessage, StoredMessage, Trouble};
 pub use nodes::{NameTaken, NodeRow, NodeWork};
@@ -52,6 +52,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]
     Invalid(String),
+    /// A write that would pass a quota (a plugin's kv keys or bytes).
+    #[error("{0}")]
+    Quota(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

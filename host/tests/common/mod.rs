@@ -158,6 +158,7 @@ pub fn limits(timeout_ms: u64, memory_mib: u64) -> PluginLimits {
     PluginLimits {
         timeout: Duration::from_millis(timeout_ms),
         memory: memory_mib << 20,
+        ..Default::default()
     }
 }
 
