@@ -22,6 +22,10 @@ use crate::{
     store::{NewMessage, now_ms},
 };
 
+/// Largest message handed to this node's processors in memory; larger ones wait in the
+/// database for a claim, so the in-memory queue stays small whatever arrives.
+const HANDOVER_MAX: usize = 64 * 1024;
+
 /// Longest command line we read (RFC 5321 says 512; extensions make real ones longer).
 const MAX_COMMAND: usize = 4096;
 
@@ -346,18 +350,52 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             Data::LineTooLong => self.send(reply::LINE_TOO_LONG),
             Data::NoMemory => reply::DATA_MEMORY_FULL.write(&mut self.out),
             // The reservation is held until the message is stored and its copies dropped.
-            Data::Complete(bytes, _reserved) => {
+            Data::Complete(bytes, mut reserved) => {
                 let started = Instant::now();
+                // One stored copy per list addressed: the budget holds each of them.
+                let lists = tx
+                    .targets
+                    .iter()
+                    .map(|(_, t)| &t.list)
+                    .collect::<std::collections::HashSet<_>>()
+                    .len();
+                if lists > 1 {
+                    let units = bytes.len().div_ceil(super::DATA_UNIT).max(1) * (lists - 1);
+                    match self
+                        .intake
+                        .data_budget
+                        .clone()
+                        .try_acquire_many_owned(u32::try_from(units).unwrap_or(u32::MAX))
+                    {
+                        Ok(more) => match reserved.as_mut() {
+                            Some(r) => r.merge(more),
+                            None => reserved = Some(more),
+                        },
+                        Err(_) => {
+                            reply::DATA_MEMORY_FULL.write(&mut self.out);
+                            return None;
+                        }
+                    }
+                }
                 let mut messages = self.messages(&tx, &bytes);
                 let ids: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
                 let posts = messages.len();
                 // Room in the local queue is reserved before the commit, so a leased job is
                 // always handed over (a lease nobody works on would idle until it lapses).
-                let handover = self.intake.local.as_ref().and_then(|local| {
-                    let permits = local.queue.try_reserve_many(posts).ok()?;
-                    let until = now_ms() + i64::try_from(local.lease.as_millis()).unwrap_or(30_000);
-                    Some((permits, until))
-                });
+                // Only small posts wait in memory for this node's processors (the queue holds
+                // thousands); a big one is processed from the database like any claim.
+                let small = bytes.len() <= HANDOVER_MAX;
+                let handover = self
+                    .intake
+                    .local
+                    .as_ref()
+                    .filter(|_| small)
+                    .and_then(|local| {
+                        let permits = local.queue.try_reserve_many(posts).ok()?;
+                        let until =
+                            now_ms() + i64::try_from(local.lease.as_millis()).unwrap_or(30_000);
+                        Some((permits, until))
+                    });
                 if let Some((_, until)) = &handover {
                     for m in messages.iter_mut() {
                         m.lease = Some((self.intake.node.clone(), *until));
@@ -379,6 +417,8 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                         self.send(reply::STORE_FAILED);
                     }
                 }
+                // The copies are stored (or dropped): their memory goes back to the budget.
+                drop(reserved);
             }
         }
         None
