@@ -353,7 +353,9 @@ fn smtp_config(
         max_sessions_per_ip: in_range(
             "max_sessions_per_ip",
             raw.max_sessions_per_ip,
-            20,
+            // A big provider's outbound MTA opens many sessions to a busy list server
+            // (Postfix alone allows 20 per destination): room for a few of them at once.
+            50,
             1..=100_000,
         )?,
         max_data_memory: match raw.max_data_memory {
