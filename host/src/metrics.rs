@@ -46,6 +46,18 @@ const COUNTERS: &[(&str, &str)] = &[
         "HTTP connections answered 503 and closed: http.max_connections were open.",
     ),
     (
+        "roost_smtp_sessions_refused_total",
+        "SMTP sessions answered 421 at connect: smtp.max_sessions or max_sessions_per_ip.",
+    ),
+    (
+        "roost_smtp_sessions_cut_total",
+        "SMTP sessions closed by a limit: idle_timeout, max_session_time or max_errors.",
+    ),
+    (
+        "roost_smtp_messages_refused_total",
+        "Messages refused at the end of DATA: max_message_size, max_line_length or max_data_memory.",
+    ),
+    (
         "roost_http_timeouts_total",
         "HTTP connections closed or requests answered 408 for slowness (header_timeout, idle_timeout, request_timeout).",
     ),
@@ -75,7 +87,10 @@ pub enum Counter {
     CopiesDeferred = 5,
     CopiesFailed = 6,
     HttpConnectionsRefused = 7,
-    HttpTimeouts = 8,
+    SmtpSessionsRefused = 8,
+    SmtpSessionsCut = 9,
+    SmtpMessagesRefused = 10,
+    HttpTimeouts = 11,
 }
 
 pub fn global() -> &'static Metrics {

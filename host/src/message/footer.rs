@@ -248,4 +248,34 @@ mod tests {
         assert!(String::from_utf8_lossy(&out[..200]).contains("boundary=\"=_roost_footer_"));
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
+
+    proptest::proptest! {
+        /// Whatever the post's shape, the footer is there and the post's header and text
+        /// are kept (the fuzzing of shapes the boundary and part searches meet).
+        #[test]
+        fn a_footer_never_loses_the_post(
+            content_type in proptest::sample::select(vec![
+                "text/plain", "text/html", "multipart/mixed; boundary=\"b\"",
+                "multipart/mixed; boundary=b", "application/octet-stream", "text/plain; x",
+            ]),
+            pieces in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "--b\r\n", "--b--\r\n", "--b--", "x", "\r\n", "\n", "</body>", "</BODY>",
+                    "=_roost_footer_", "Content-Type: text/plain\r\n", "\u{e9}",
+                ]),
+                0..30,
+            ),
+        ) {
+            let body = pieces.concat();
+            let raw = format!("Subject: s\r\nContent-Type: {content_type}\r\n\r\n{body}");
+            let out = append_footer(raw.as_bytes(), "FOOT", Some("<p>FOOT</p>"));
+            let text = String::from_utf8_lossy(&out);
+            proptest::prop_assert!(text.contains("FOOT"), "{}", text);
+            proptest::prop_assert!(out.starts_with(b"Subject: s\r\n"), "{}", text);
+            // The post's text is all there, in order (parts and footers may come between).
+            let mut rest = out.iter();
+            let kept = body.as_bytes().iter().all(|b| rest.any(|o| o == b));
+            proptest::prop_assert!(kept, "{}", text);
+        }
+    }
 }

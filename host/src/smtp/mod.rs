@@ -216,6 +216,7 @@ impl Drop for IpSlot {
 
 /// Over a session limit: say so and close, without holding a session slot.
 async fn refuse(mut tcp: TcpStream, why: reply::Reply) {
+    crate::metrics::global().add(crate::metrics::Counter::SmtpSessionsRefused, 1);
     let mut out = Vec::new();
     why.write(&mut out);
     let _ = tokio::time::timeout(Duration::from_secs(5), tcp.write_all(&out)).await;

@@ -29,7 +29,7 @@ pub const BAD_TOKEN: Reply = Reply(
 pub const ONE_ADDRESS_PER_LIST: Reply = Reply(
     452,
     "4.5.3",
-    "One address of each list per transaction; send again for this one",
+    "One list address per transaction; send again for this one",
 );
 pub const TOO_MANY_RECIPIENTS: Reply = Reply(452, "4.5.3", "Too many recipients");
 pub const TOO_BIG: Reply = Reply(552, "5.3.4", "Message too big");

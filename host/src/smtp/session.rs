@@ -22,6 +22,16 @@ use crate::{
     store::{NewMessage, now_ms},
 };
 
+/// A session closed by a limit (idle, lifetime, errors), counted.
+fn cut() {
+    crate::metrics::global().add(crate::metrics::Counter::SmtpSessionsCut, 1);
+}
+
+/// A message refused at the end of its data by a limit, counted.
+fn refused() {
+    crate::metrics::global().add(crate::metrics::Counter::SmtpMessagesRefused, 1);
+}
+
 /// Largest message handed to this node's processors in memory; larger ones wait in the
 /// database for a claim, so the in-memory queue stays small whatever arrives.
 const HANDOVER_MAX: usize = 64 * 1024;
@@ -129,11 +139,13 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             let line = match self.read_line(MAX_COMMAND).await {
                 Ok(line) => line,
                 Err(Stop::Idle) => {
+                    cut();
                     self.send(reply::IDLE);
                     let _ = self.flush().await;
                     return End::Closed;
                 }
                 Err(Stop::Lifetime) => {
+                    cut();
                     self.send(reply::SESSION_TOO_LONG);
                     let _ = self.flush().await;
                     return End::Closed;
@@ -156,6 +168,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                 return end;
             }
             if self.errors >= self.intake.config.max_errors {
+                cut();
                 self.send(reply::TOO_MANY_ERRORS);
                 let _ = self.flush().await;
                 return End::Closed;
@@ -295,15 +308,10 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         }
         match target {
             Some(t) if !self.intake.directory.token_verifies(&t) => self.send(reply::BAD_TOKEN),
-            // One stored copy of the DATA per list: a second address of a list already
-            // addressed (another kind, another token) waits for another transaction, so one
-            // message cannot become many stored copies, or many answers to its sender.
-            Some(t)
-                if tx
-                    .targets
-                    .iter()
-                    .any(|(_, other)| other.list == t.list && *other != t) =>
-            {
+            // One list address per transaction: any other (another list, another address
+            // of this list, another token) waits for a transaction of its own, so one
+            // message is one stored copy and brings its sender at most one answer.
+            Some(t) if tx.targets.iter().any(|(_, other)| *other != t) => {
                 reply::ONE_ADDRESS_PER_LIST.write(&mut self.out);
             }
             Some(t) => {
@@ -330,10 +338,12 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         let body = match self.read_data().await {
             Ok(body) => body,
             Err(Stop::Idle) => {
+                cut();
                 self.send(reply::IDLE);
                 return Some(End::Closed);
             }
             Err(Stop::Lifetime) => {
+                cut();
                 self.send(reply::SESSION_TOO_LONG);
                 return Some(End::Closed);
             }
@@ -346,9 +356,21 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         };
         let tx = self.tx.take()?;
         match body {
-            Data::TooBig => self.send(reply::TOO_BIG),
-            Data::LineTooLong => self.send(reply::LINE_TOO_LONG),
-            Data::NoMemory => reply::DATA_MEMORY_FULL.write(&mut self.out),
+            Data::TooBig => {
+                refused();
+                self.send(reply::TOO_BIG);
+                let _ = self.flush().await;
+                self.drain().await;
+                return Some(End::Closed);
+            }
+            Data::LineTooLong => {
+                refused();
+                self.send(reply::LINE_TOO_LONG);
+            }
+            Data::NoMemory => {
+                refused();
+                reply::DATA_MEMORY_FULL.write(&mut self.out);
+            }
             // The reservation is held until the message is stored and its copies dropped.
             Data::Complete(bytes, mut reserved) => {
                 let started = Instant::now();
@@ -372,6 +394,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                             None => reserved = Some(more),
                         },
                         Err(_) => {
+                            refused();
                             reply::DATA_MEMORY_FULL.write(&mut self.out);
                             return None;
                         }
@@ -506,7 +529,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         let max_size = usize::try_from(self.intake.config.max_message_size).unwrap_or(usize::MAX);
         let max_line = self.intake.config.max_line_length as usize;
         let mut body = Vec::with_capacity(8192);
-        let (mut too_big, mut too_long, mut no_memory) = (false, false, false);
+        let (mut too_long, mut no_memory) = (false, false);
         // Reserved from the node's budget ahead of the body, a unit at a time.
         let mut reserved: Option<tokio::sync::OwnedSemaphorePermit> = None;
         let mut reserved_bytes = 0usize;
@@ -524,9 +547,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                     continue;
                 }
                 if after_crlf && line == b".\r\n" {
-                    return Ok(if too_big {
-                        Data::TooBig
-                    } else if too_long {
+                    return Ok(if too_long {
                         Data::LineTooLong
                     } else if no_memory {
                         Data::NoMemory
@@ -539,7 +560,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                     too_long = true;
                 }
                 let content = line.strip_prefix(b".").unwrap_or(line);
-                if !too_big && !too_long && !no_memory {
+                if !too_long && !no_memory {
                     let needed = body.len() + content.len() + 1;
                     while needed > reserved_bytes && needed <= max_size && !no_memory {
                         match self.intake.data_budget.clone().try_acquire_owned() {
@@ -554,9 +575,9 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                         }
                     }
                     if needed > max_size {
-                        too_big = true;
-                        body = Vec::new();
-                        reserved = None;
+                        // Stop reading: what is left of a message already refused is not
+                        // worth receiving (the client declared no SIZE, or lied about it).
+                        return Ok(Data::TooBig);
                     } else if no_memory {
                         body = Vec::new();
                         reserved = None;
@@ -594,6 +615,21 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                 self.start = self.inbuf.len();
             }
             self.fill().await?;
+        }
+    }
+
+    /// Before closing on a client that is still sending: read and drop a little of what it
+    /// sends (at most 1 MiB or 2 s), so the reply just written is not lost to the reset that
+    /// closing on unread data causes.
+    async fn drain(&mut self) {
+        let until = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+        let mut buf = [0u8; 8192];
+        let mut left = 1usize << 20;
+        while left > 0 {
+            match tokio::time::timeout_at(until, self.io.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n),
+                _ => break,
+            }
         }
     }
 
