@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    node::{API_TOKEN, Node, NodeSpec, curl, eventually, python},
+    node::{API_TOKEN, Node, curl, eventually, python},
     recorder::Recorder,
 };
 use roost::store::Store;
@@ -19,25 +19,18 @@ fn start(sink: &Recorder, moderation: &str) -> (Node, tempfile::TempDir) {
 }
 
 fn start_with(sink: &Recorder, moderation: &str, delivery: &str) -> (Node, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("roost.db").display());
-    let extra = format!(
-        "\n[delivery]\nsmarthost = \"{}\"\n{delivery}\n",
-        sink.addr()
+    // `delivery`: more lines of [delivery], which Node::news opens last.
+    let (mut node, dir) = Node::news(
+        &sink.addr(),
+        "",
+        &format!(
+            "[limits]\nplugin_timeout = \"2s\"\n\n\
+             [[plugin]]\nuse = \"moderation\"\n{moderation}\n\n\
+             [[plugin]]\nuse = \"subject-tag\"\ntag = \"[news]\"\n"
+        ),
     );
-    let mut node = Node::new(NodeSpec {
-        db_url: &url,
-        smtp_extra: &extra,
-        lists: vec![(
-            "news.toml",
-            format!(
-                "address = \"{LIST}\"\nname = \"News\"\nowners = [\"boss@example.org\"]\n\n\
-                 [limits]\nplugin_timeout = \"2s\"\n\n\
-                 [[plugin]]\nuse = \"moderation\"\n{moderation}\n\n\
-                 [[plugin]]\nuse = \"subject-tag\"\ntag = \"[news]\"\n"
-            ),
-        )],
-    });
+    let config = std::fs::read_to_string(node.config()).unwrap();
+    std::fs::write(node.config(), format!("{config}{delivery}\n")).unwrap();
     node.start();
     (node, dir)
 }

@@ -83,6 +83,27 @@ impl Node {
         self.dir.path().join("roost.toml")
     }
 
+    /// A node (not started yet) on a SQLite file of its own with one list, `news@lists.example.org`
+    /// (`list_rest`: the lines of its file after the address, name and owner), delivering
+    /// to `smarthost`; `smtp_extra` goes at the end of `[smtp]` (it may open sections).
+    pub fn news(smarthost: &str, smtp_extra: &str, list_rest: &str) -> (Node, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("roost.db").display());
+        let extra = format!("{smtp_extra}\n[delivery]\nsmarthost = \"{smarthost}\"\n");
+        let node = Node::new(NodeSpec {
+            db_url: &url,
+            smtp_extra: &extra,
+            lists: vec![(
+                "news.toml",
+                format!(
+                    "address = \"news@lists.example.org\"\nname = \"News\"\n\
+                     owners = [\"boss@example.org\"]\n\n{list_rest}"
+                ),
+            )],
+        });
+        (node, dir)
+    }
+
     /// Add lines to the `[http]` section of roost.toml (before `start`).
     pub fn add_http(&self, lines: &str) {
         let text = std::fs::read_to_string(self.config()).unwrap();
