@@ -121,7 +121,7 @@ impl ListConfig {
     }
 }
 
-/// Suffixes that form a list's own addresses (DESIGN §3); a list name must not end in one.
+/// Suffixes that form a list's own addresses (README, "How mail is taken in"); a list name must not end in one.
 const RESERVED_SUFFIXES: [&str; 4] = ["-request", "-owner", "-bounces", "-confirm"];
 
 pub(super) fn load_list(

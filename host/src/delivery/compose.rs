@@ -1,4 +1,4 @@
-//! What every copy of a post carries (DESIGN §3 "Every delivered copy"): the plugins' edits,
+//! What every copy of a post carries (README, "How mail goes out"): the plugins' edits,
 //! the RFC 2369/2919/8058 list fields, and a rewritten `From:` when the author's domain
 //! would make a list copy fail DMARC. Done once per post; the result is the template that
 //! `template::Template` fills per recipient. Notices get their own small message here too.

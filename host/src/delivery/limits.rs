@@ -1,5 +1,5 @@
 //! Per-destination limits for the whole cluster: sessions open at once to a domain, and
-//! copies per second to it (DESIGN §5 — "10/s with 3 nodes gives at most 10/s").
+//! copies per second to it (10/s with 3 nodes gives at most 10/s in all).
 //!
 //! Both live in the database, but not one round trip per copy or per batch: a node leases
 //! session slots (`session_slots`) and keeps them while it has batches for the domain,

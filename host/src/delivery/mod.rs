@@ -1,5 +1,5 @@
 //! Delivery: every accepted post to every enabled member, and every notice to its
-//! recipients, over outbound SMTP (DESIGN §6).
+//! recipients, over outbound SMTP.
 //!
 //! The work is rows in the database (`store::deliveries`): a post's `deliver` job is
 //! expanded once into recipients and batches; batches are leased by whichever node is free,

@@ -1,5 +1,5 @@
 //! A post prepared once for a whole fan-out, split at its per-recipient placeholders, so
-//! each copy is a few byte copies rather than a re-parse (DESIGN §6).
+//! each copy is a few byte copies rather than a re-parse.
 //!
 //! Placeholders (WIT `edit`): `{{roost:address}}`, `{{roost:name}}`,
 //! `{{roost:unsubscribe-url}}`, `{{roost:open-url}}` and `{{roost:link:N}}`. Any other

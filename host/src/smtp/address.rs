@@ -1,4 +1,4 @@
-//! Which list address a recipient is (DESIGN §3). Anything else is refused at RCPT, so Roost
+//! Which list address a recipient is (README, "How mail is taken in"). Anything else is refused at RCPT, so Roost
 //! is never an open relay.
 
 use std::collections::HashSet;

@@ -11,7 +11,7 @@ use super::{
 /// Longest notice body kept (a plugin's or a quoted post's text beyond it is cut).
 const MAX_NOTICE_BODY: usize = 256 * 1024;
 
-/// What an address of a list is for (DESIGN §3).
+/// What an address of a list is for (README, "How mail is taken in").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MessageKind {
     Post,
