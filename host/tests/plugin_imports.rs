@@ -324,7 +324,7 @@ on_both_backends!(events_notices_and_stats, |db: TestDb| async move {
         (status, why.as_str()),
         (
             400,
-            "`stranger@example.net` is not a member, an owner or the sender in hand: notify writes only to them"
+            "`stranger@example.net` is not a member or the sender in hand: notify writes only to them (and to the owners, as `owners`)"
         )
     );
     db.store

@@ -61,14 +61,16 @@ impl Recent {
     /// Tokens remembered at most; past it, the old ones are forgotten first.
     const MOST: usize = 100_000;
 
-    /// Whether `token` was not counted in the last moments (and is now).
-    pub fn first(&self, token: &str) -> bool {
+    /// Whether `token` was not counted in the last moments (and is now). A prefetcher's
+    /// request and a person's are counted apart, so a link scanner's hit does not hide the
+    /// click that follows it.
+    pub fn first(&self, token: &str, prefetch: bool) -> bool {
         use std::hash::BuildHasher;
         static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
             std::sync::OnceLock::new();
         let key = KEYS
             .get_or_init(Default::default)
-            .hash_one(token.to_ascii_lowercase());
+            .hash_one((token.to_ascii_lowercase(), prefetch));
         let now = std::time::Instant::now();
         let Ok(mut seen) = self.seen.lock() else {
             return true;
@@ -252,7 +254,7 @@ pub async fn click(
     let Some(url) = usize::try_from(n).ok().and_then(|n| links.get(n)) else {
         return not_found();
     };
-    if state.recent.first(&token) {
+    if state.recent.first(&token, prefetcher(&method, &headers)) {
         record(
             &state,
             &who,
@@ -282,7 +284,7 @@ pub async fn open(
     let Some((who, _)) = tracked::<1>(&state, Purpose::Open, &token).await else {
         return not_found();
     };
-    if state.recent.first(&token) {
+    if state.recent.first(&token, prefetcher(&method, &headers)) {
         record(&state, &who, "open", None, &method, &headers).await;
     }
     (

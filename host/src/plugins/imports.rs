@@ -297,8 +297,8 @@ impl notify::Host for HostState {
         if self.notices > MAX_NOTICES {
             return Ok(Err(format!("at most {MAX_NOTICES} notices in one call")));
         }
-        // Only people the list already writes to: its owners, its members, and whoever sent
-        // the post, command or bounced copy in hand. A plugin cannot make the list mail
+        // Only people the list already writes to: its owners (as `Target::Owners`), its
+        // members, and whoever sent the post, command or bounced copy in hand. A plugin cannot make the list mail
         // strangers (a compromised or buggy plugin as a spam relay).
         if let notify::Target::Address(a) = &notice.to
             && !self
@@ -313,7 +313,7 @@ impl notify::Host for HostState {
             };
             if member.map_err(|e| host_err("notify.send", e))?.is_none() {
                 return Ok(Err(format!(
-                    "`{a}` is not a member, an owner or the sender in hand: notify writes only to them"
+                    "`{a}` is not a member or the sender in hand: notify writes only to them (and to the owners, as `owners`)"
                 )));
             }
         }

@@ -523,8 +523,9 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
     }
 
     /// Read message data up to the lone dot, undoing dot-stuffing. Limits are checked as
-    /// the data streams in; an oversized message is read to its end (so the session stays
-    /// in step) but not kept.
+    /// the data streams in: reading stops at once when a message passes `max_message_size`
+    /// (the session then ends); one with an over-long line, or past the memory budget, is
+    /// read to its end (so the session stays in step) but not kept.
     async fn read_data(&mut self) -> Result<Data, Stop> {
         let max_size = usize::try_from(self.intake.config.max_message_size).unwrap_or(usize::MAX);
         let max_line = self.intake.config.max_line_length as usize;

@@ -178,8 +178,10 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// The size of the value `key` holds now (`None`: no such key), locked on PostgreSQL
-    /// for the rest of the transaction so the usage follows the write exactly.
+    /// The size of the value `key` holds now (`None`: no such key). On PostgreSQL the
+    /// plugin's usage row is locked first, for the rest of the transaction: two writers of
+    /// one new key would otherwise both see it absent and both count it (a row lock on the
+    /// key cannot hold what does not exist yet). SQLite has one writer at a time anyway.
     async fn kv_old_len(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -187,7 +189,24 @@ impl Store {
         key: &str,
     ) -> Result<Option<i64>> {
         let lock = match self.backend() {
-            super::Backend::Postgres => " FOR UPDATE",
+            super::Backend::Postgres => {
+                sqlx::query(
+                    "INSERT INTO plugin_kv_usage (list, plugin, keys, bytes) VALUES ($1, $2, 0, 0) \
+                     ON CONFLICT (list, plugin) DO NOTHING",
+                )
+                .bind(&scope.list)
+                .bind(&scope.plugin)
+                .execute(&mut **tx)
+                .await?;
+                sqlx::query(
+                    "SELECT keys FROM plugin_kv_usage WHERE list = $1 AND plugin = $2 FOR UPDATE",
+                )
+                .bind(&scope.list)
+                .bind(&scope.plugin)
+                .execute(&mut **tx)
+                .await?;
+                " FOR UPDATE"
+            }
             super::Backend::Sqlite => "",
         };
         let sql = format!(

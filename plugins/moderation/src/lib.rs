@@ -30,7 +30,7 @@
 //! host, once.
 
 use roost_plugin_sdk::{
-    Deserialize, Edit, HookResult, Message, Plugin, PostResult, Schedule, ScheduledTask,
+    Deserialize, Edit, HookResult, Message, Plugin, PostResult, Schedule, ScheduledTask, Verdict,
     host::{held, members},
     mime, pattern_matches,
 };
@@ -171,6 +171,55 @@ fn aligned(a: &str, b: &str) -> bool {
         && (a == b || a.ends_with(&format!(".{b}")) || b.ends_with(&format!(".{a}")))
 }
 
+/// The words of an `Authentication-Results` value, clause by clause (RFC 8601): `;` ends a
+/// clause except inside a quoted string or a comment, comments are dropped, and a quoted
+/// string is part of one word (unquoted). Splitting on `;` and spaces alone let a sender
+/// whose quoted MAIL FROM held `; dkim=pass header.d=victim.example` forge a clause.
+fn clauses(value: &str) -> Vec<Vec<String>> {
+    let mut out: Vec<Vec<String>> = vec![Vec::new()];
+    let mut word = String::new();
+    let (mut quoted, mut depth, mut escaped) = (false, 0u32, false);
+    let flush = |word: &mut String, out: &mut Vec<Vec<String>>| {
+        if !word.is_empty()
+            && let Some(last) = out.last_mut()
+        {
+            last.push(std::mem::take(word));
+        }
+    };
+    for c in value.chars() {
+        if escaped {
+            if depth == 0 {
+                word.push(c);
+            }
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if quoted || depth > 0 => escaped = true,
+            '"' if depth == 0 => quoted = !quoted,
+            '(' if !quoted => depth += 1,
+            ')' if !quoted && depth > 0 => depth -= 1,
+            _ if depth > 0 => {}
+            ';' if !quoted => {
+                flush(&mut word, &mut out);
+                out.push(Vec::new());
+            }
+            c if c.is_whitespace() && !quoted => flush(&mut word, &mut out),
+            c => word.push(c),
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
+/// The domain of a plain address (one `@`, no spaces): a quoted local part such as
+/// `"x@victim.example y"@evil.example` names no domain here.
+fn plain_domain(address: &str) -> Option<&str> {
+    let (local, domain) = address.split_once('@')?;
+    (!local.is_empty() && !domain.contains('@') && !address.contains(char::is_whitespace))
+        .then_some(domain)
+}
+
 /// Read the host's `Authentication-Results` for an aligned pass for `from_domain`.
 fn proof(results: Option<&str>, from_domain: &str) -> Proof {
     let Some(results) = results else {
@@ -178,9 +227,8 @@ fn proof(results: Option<&str>, from_domain: &str) -> Proof {
     };
     let mut unknown = false;
     // After the authserv-id, one clause per method: `dkim=pass header.d=x.example ...`.
-    for clause in results.split(';').skip(1) {
-        let mut words = clause.split_whitespace();
-        let Some((method, result)) = words.next().and_then(|w| w.split_once('=')) else {
+    for clause in clauses(results).iter().skip(1) {
+        let Some((method, result)) = clause.first().and_then(|w| w.split_once('=')) else {
             continue;
         };
         let (method, result) = (method.to_ascii_lowercase(), result.to_ascii_lowercase());
@@ -192,17 +240,23 @@ fn proof(results: Option<&str>, from_domain: &str) -> Proof {
             continue;
         }
         let property = |key: &str| {
-            clause
-                .split_whitespace()
+            clause[1..]
+                .iter()
                 .find_map(|w| w.strip_prefix(key))
-                .map(|v| v.trim_matches(|c| c == '"' || c == ';').to_string())
+                .map(str::to_string)
         };
         let ok = match method.as_str() {
-            "dmarc" => true,
-            "dkim" => property("header.d=").is_some_and(|d| aligned(&d, from_domain)),
-            "spf" => property("smtp.mailfrom=")
-                .and_then(|m| m.rsplit_once('@').map(|(_, d)| d.to_string()))
+            // DMARC passes for the domain of the From the host read, which must be this one.
+            "dmarc" => property("header.from=").is_some_and(|d| aligned(&d, from_domain)),
+            // `header.i=` (the signer's identity) where a signature has `i=`.
+            "dkim" => property("header.d=")
+                .or_else(|| {
+                    property("header.i=")
+                        .and_then(|i| i.rsplit_once('@').map(|(_, d)| d.to_string()))
+                })
                 .is_some_and(|d| aligned(&d, from_domain)),
+            "spf" => property("smtp.mailfrom=")
+                .is_some_and(|m| plain_domain(&m).is_some_and(|d| aligned(d, from_domain))),
             _ => false,
         };
         if ok {
@@ -255,18 +309,11 @@ impl Plugin for Moderation {
         let results = message.header("authentication-results");
         let from_domain = sender.rsplit_once('@').map_or("", |(_, d)| d).to_string();
         let proven = proof(results, &from_domain);
-        if c.auth_failures != Action::Accept {
-            if let Some(failure) = auth_failed(results, c.auth_check) {
-                let why = format!("{failure} for {sender}");
-                return Ok(with_edits(act(c.auth_failures, why, &list), result));
-            }
-            // Fail closed: a post that could not be checked is not taken as one that passed.
-            if proven == Proof::Unknown {
-                let why = format!(
-                    "the sender checks for {sender} could not be done (DNS did not answer in time)"
-                );
-                return Ok(with_edits(PostResult::hold(why), result));
-            }
+        if c.auth_failures != Action::Accept
+            && let Some(failure) = auth_failed(results, c.auth_check)
+        {
+            let why = format!("{failure} for {sender}");
+            return Ok(with_edits(act(c.auth_failures, why, &list), result));
         }
         if any_match(&c.allow, &sender) {
             return Ok(result);
@@ -299,6 +346,18 @@ impl Plugin for Moderation {
             ),
             None => act(c.nonmembers, format!("{sender} is not a member"), &list),
         };
+        // Fail closed: a post that could not be checked is not let through as one that
+        // passed (held instead). Only a post that would go through: holding one that would
+        // be refused anyway would let a sender fill the hold queue with unanswerable DNS.
+        if c.auth_failures != Action::Accept
+            && proven == Proof::Unknown
+            && matches!(decision.verdict, Verdict::Continue | Verdict::Accept)
+        {
+            let why = format!(
+                "the sender checks for {sender} could not be done (DNS did not answer in time)"
+            );
+            return Ok(with_edits(PostResult::hold(why), result));
+        }
         Ok(with_edits(decision, result))
     }
 
@@ -370,6 +429,32 @@ mod tests {
             Proof::Unknown
         );
         assert_eq!(proof(None, "example.org"), Proof::None);
+        assert_eq!(
+            p("dkim=pass (good) header.i=@example.org; spf=none"),
+            Proof::Aligned
+        );
+        // DMARC passed for another From than the plugin read: not this member's.
+        assert_eq!(p("dmarc=pass header.from=evil.example"), Proof::None);
+        // A quoted MAIL FROM cannot name the member's domain, nor forge a clause.
+        assert_eq!(
+            p("spf=pass smtp.mailfrom=\"x@example.org y\"@evil.example"),
+            Proof::None
+        );
+        assert_eq!(
+            p("spf=pass smtp.mailfrom=\"x@example.org y@evil.example\""),
+            Proof::None
+        );
+        assert_eq!(
+            p(
+                "dkim=none; spf=pass smtp.mailfrom=\"a; dkim=pass header.d=example.org b\"@evil.example"
+            ),
+            Proof::None
+        );
+        // Comments are not read.
+        assert_eq!(
+            p("dkim=fail (dkim=pass header.d=example.org) header.d=x.example"),
+            Proof::None
+        );
         // A forged clause in the authserv-id's place is not read.
         assert_eq!(
             proof(Some("dkim=pass header.d=example.org"), "example.org"),
