@@ -195,7 +195,7 @@ async fn proven_copy(
     };
     for rid in quoted_copies(keys, &m.raw) {
         if let Some(copy) = copy_of_list(store, m, rid).await?
-            && copy.header_message_id.as_deref() == Some(message_id)
+            && store.header_message_id(&copy.message_id).await?.as_deref() == Some(message_id)
         {
             return Ok(Some(copy));
         }

@@ -254,11 +254,14 @@ impl Processor {
     ) -> Option<Decision> {
         // Claims count tries; only a message whose last try failed is given up (a lapsed
         // lease or a restart is no failure of the message).
-        if job.attempts > MAX_TRIES && job.last_error.is_some() {
+        if let Some(error) = job
+            .last_error
+            .as_deref()
+            .filter(|_| job.attempts > MAX_TRIES)
+        {
             // One message that keeps failing (a plugin that traps under `on_plugin_error =
             // "hold"` is a decision, not a failure; this is a store error, a list nobody
             // knows, a row that cannot be written) must not be retried for ever.
-            let error = job.last_error.as_deref().unwrap_or("unknown error");
             tracing::error!(
                 attempts = job.attempts,
                 error,

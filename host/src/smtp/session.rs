@@ -371,35 +371,10 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                 refused();
                 reply::DATA_MEMORY_FULL.write(&mut self.out);
             }
-            // The reservation is held until the message is stored and its copies dropped.
-            Data::Complete(bytes, mut reserved) => {
+            // A transaction has one target (see `rcpt`), so one stored copy: the
+            // reservation made while reading covers it.
+            Data::Complete(bytes, reserved) => {
                 let started = Instant::now();
-                // One stored copy per list addressed: the budget holds each of them.
-                let lists = tx
-                    .targets
-                    .iter()
-                    .map(|(_, t)| &t.list)
-                    .collect::<std::collections::HashSet<_>>()
-                    .len();
-                if lists > 1 {
-                    let units = bytes.len().div_ceil(super::DATA_UNIT).max(1) * (lists - 1);
-                    match self
-                        .intake
-                        .data_budget
-                        .clone()
-                        .try_acquire_many_owned(u32::try_from(units).unwrap_or(u32::MAX))
-                    {
-                        Ok(more) => match reserved.as_mut() {
-                            Some(r) => r.merge(more),
-                            None => reserved = Some(more),
-                        },
-                        Err(_) => {
-                            refused();
-                            reply::DATA_MEMORY_FULL.write(&mut self.out);
-                            return None;
-                        }
-                    }
-                }
                 let mut messages = self.messages(&tx, &bytes);
                 let ids: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
                 let posts = messages.len();
@@ -563,23 +538,28 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                 let content = line.strip_prefix(b".").unwrap_or(line);
                 if !too_long && !no_memory {
                     let needed = body.len() + content.len() + 1;
-                    while needed > reserved_bytes && needed <= max_size && !no_memory {
-                        match self.intake.data_budget.clone().try_acquire_owned() {
-                            Ok(unit) => {
-                                match reserved.as_mut() {
-                                    Some(r) => r.merge(unit),
-                                    None => reserved = Some(unit),
-                                }
-                                reserved_bytes += super::DATA_UNIT;
-                            }
-                            Err(_) => no_memory = true,
-                        }
-                    }
                     if needed > max_size {
                         // Stop reading: what is left of a message already refused is not
                         // worth receiving (the client declared no SIZE, or lied about it).
                         return Ok(Data::TooBig);
-                    } else if no_memory {
+                    }
+                    if needed > reserved_bytes {
+                        let units = (needed - reserved_bytes).div_ceil(super::DATA_UNIT);
+                        let budget = self.intake.data_budget.clone();
+                        match budget
+                            .try_acquire_many_owned(u32::try_from(units).unwrap_or(u32::MAX))
+                        {
+                            Ok(more) => {
+                                match reserved.as_mut() {
+                                    Some(r) => r.merge(more),
+                                    None => reserved = Some(more),
+                                }
+                                reserved_bytes += units * super::DATA_UNIT;
+                            }
+                            Err(_) => no_memory = true,
+                        }
+                    }
+                    if no_memory {
                         body = Vec::new();
                         reserved = None;
                     } else if after_crlf {

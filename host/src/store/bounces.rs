@@ -4,7 +4,7 @@
 use sqlx::{Row, any::AnyRow};
 
 use super::{
-    MAX_REASON, Result, Store, column_text,
+    MAX_REASON, RAW_HEAD, Result, Store, column_text,
     messages::{placeholders, values_list},
     now_ms,
 };
@@ -36,8 +36,6 @@ pub struct SentCopy {
     pub address: String,
     pub member_id: Option<i64>,
     pub list: String,
-    /// The post's `Message-ID:` without angle brackets, as every copy carried it.
-    pub header_message_id: Option<String>,
 }
 
 /// A recorded bounce, claimed for its plugins.
@@ -191,32 +189,42 @@ impl Store {
     }
 
     /// The copy a signed token names (its recipient row): the post (or notice) it was a
-    /// copy of, its list, the address and member it went to, and the start of the post's
-    /// header (enough to read its Message-ID), which a bounce without a VERP token must
-    /// quote to prove it is about this copy.
+    /// copy of, its list, and the address and member it went to.
     pub async fn sent_copy(&self, recipient: i64) -> Result<Option<SentCopy>> {
         let row = sqlx::query(
-            "SELECT r.message_id, r.address, r.member_id, m.list, substr(m.raw, 1, 65536) \
+            "SELECT r.message_id, r.address, r.member_id, m.list \
              FROM recipients r JOIN messages m ON m.id = r.message_id WHERE r.id = $1",
         )
         .bind(recipient)
         .fetch_optional(self.pool())
         .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let head: Vec<u8> = row.try_get(4)?;
-        Ok(Some(SentCopy {
-            message_id: row.try_get(0)?,
-            address: row.try_get(1)?,
-            member_id: row.try_get(2)?,
-            list: row.try_get(3)?,
-            header_message_id: crate::message::header(&head, "message-id").map(|v| {
+        row.map(|row| {
+            Ok(SentCopy {
+                message_id: row.try_get(0)?,
+                address: row.try_get(1)?,
+                member_id: row.try_get(2)?,
+                list: row.try_get(3)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// The `Message-ID:` (without angle brackets) a stored message was sent with, read from
+    /// the start of its header only: what a bounce without a VERP token must quote to prove
+    /// it is about one of its copies.
+    pub async fn header_message_id(&self, id: &str) -> Result<Option<String>> {
+        let sql = format!("SELECT {RAW_HEAD} FROM messages WHERE id = $1");
+        let head: Option<Vec<u8>> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(head.and_then(|head| {
+            crate::message::header(&head, "message-id").map(|v| {
                 v.trim()
                     .trim_start_matches('<')
                     .trim_end_matches('>')
                     .to_string()
-            }),
+            })
         }))
     }
 

@@ -188,36 +188,34 @@ impl Store {
         scope: &KvScope,
         key: &str,
     ) -> Result<Option<i64>> {
-        let lock = match self.backend() {
-            super::Backend::Postgres => {
-                sqlx::query(
-                    "INSERT INTO plugin_kv_usage (list, plugin, keys, bytes) VALUES ($1, $2, 0, 0) \
+        // The usage row's lock serializes this plugin's writes on this list, so the key's
+        // own row needs none.
+        if self.backend() == super::Backend::Postgres {
+            sqlx::query(
+                "INSERT INTO plugin_kv_usage (list, plugin, keys, bytes) VALUES ($1, $2, 0, 0) \
                      ON CONFLICT (list, plugin) DO NOTHING",
-                )
-                .bind(&scope.list)
-                .bind(&scope.plugin)
-                .execute(&mut **tx)
-                .await?;
-                sqlx::query(
-                    "SELECT keys FROM plugin_kv_usage WHERE list = $1 AND plugin = $2 FOR UPDATE",
-                )
-                .bind(&scope.list)
-                .bind(&scope.plugin)
-                .execute(&mut **tx)
-                .await?;
-                " FOR UPDATE"
-            }
-            super::Backend::Sqlite => "",
-        };
-        let sql = format!(
-            "SELECT CAST(LENGTH(value) AS BIGINT) FROM plugin_kv WHERE list = $1 AND plugin = $2 AND key = $3{lock}"
-        );
-        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            )
             .bind(&scope.list)
             .bind(&scope.plugin)
-            .bind(key.as_bytes())
-            .fetch_optional(&mut **tx)
-            .await?)
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query(
+                "SELECT keys FROM plugin_kv_usage WHERE list = $1 AND plugin = $2 FOR UPDATE",
+            )
+            .bind(&scope.list)
+            .bind(&scope.plugin)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(sqlx::query_scalar(
+            "SELECT CAST(LENGTH(value) AS BIGINT) FROM plugin_kv \
+             WHERE list = $1 AND plugin = $2 AND key = $3",
+        )
+        .bind(&scope.list)
+        .bind(&scope.plugin)
+        .bind(key.as_bytes())
+        .fetch_optional(&mut **tx)
+        .await?)
     }
 
     /// Keys with `prefix`, byte-ordered, strictly after `after`, at most `limit` (≤ 1000).

@@ -465,7 +465,7 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         // One statement for all of them (ids sort by arrival, as `messages` returns them).
-        self.messages_with(&ids, "substr(raw, 1, 65536)").await
+        self.messages_with(&ids, super::RAW_HEAD).await
     }
 
     /// Approve a held post. Only the caller whose conditional update changes the row

@@ -101,6 +101,10 @@ pub fn column_text(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// The start of a stored message, enough for its header, where a whole one is not needed
+/// (listings, a bounce's proof): a post can be 25 MB.
+pub(crate) const RAW_HEAD: &str = "substr(raw, 1, 65536)";
+
 /// Longest reason, error or diagnostic kept in a column.
 pub const MAX_REASON: usize = 1000;
 
