@@ -69,13 +69,10 @@ impl HttpState {
 }
 
 pub fn router(state: Arc<HttpState>) -> Router {
-    let metrics_here = !state.metrics_apart;
-    let router = Router::new().route("/healthz", get(healthz));
-    let router = if metrics_here {
-        router.route("/metrics", get(metrics))
-    } else {
-        router
-    };
+    let mut router = Router::new().route("/healthz", get(healthz));
+    if !state.metrics_apart {
+        router = router.route("/metrics", get(metrics));
+    }
     router
         .route(
             "/u/{token}",

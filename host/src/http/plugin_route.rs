@@ -66,15 +66,22 @@ pub async fn reports(
 const PRIVATE_PLUGINS: &[&str] = &["reports"];
 const REPORTS_REALM: &str = "Basic realm=\"Roost reports\", charset=\"UTF-8\"";
 
+/// The 401 for a private plugin's page asked for without the API token (before any lookup,
+/// so nobody learns which lists and plugins exist).
+fn refused_private(state: &HttpState, plugin: &str, request: &Request) -> Option<Response> {
+    PRIVATE_PLUGINS
+        .contains(&plugin)
+        .then(|| super::api::refusal(state, request.headers(), REPORTS_REALM))
+        .flatten()
+}
+
 async fn node_plugin(
     State(state): State<Arc<HttpState>>,
     plugin: &str,
     rest: String,
     request: Request,
 ) -> Response {
-    if PRIVATE_PLUGINS.contains(&plugin)
-        && let Some(refused) = super::api::refusal(&state, request.headers(), REPORTS_REALM)
-    {
+    if let Some(refused) = refused_private(&state, plugin, &request) {
         return refused;
     }
     let Some(bound) = state
@@ -99,9 +106,7 @@ async fn dispatch(
     rest: String,
     request: Request,
 ) -> Response {
-    if PRIVATE_PLUGINS.contains(&plugin.as_str())
-        && let Some(refused) = super::api::refusal(&state, request.headers(), REPORTS_REALM)
-    {
+    if let Some(refused) = refused_private(&state, &plugin, &request) {
         return refused;
     }
     let Some(l) = state.list(&list) else {

@@ -298,8 +298,8 @@ impl notify::Host for HostState {
             return Ok(Err(format!("at most {MAX_NOTICES} notices in one call")));
         }
         // Only people the list already writes to: its owners (as `Target::Owners`), its
-        // members, and whoever sent the post, command or bounced copy in hand. A plugin cannot make the list mail
-        // strangers (a compromised or buggy plugin as a spam relay).
+        // members, and whoever sent the post, command or bounced copy in hand. A plugin
+        // cannot make the list mail strangers (a buggy or hostile plugin as a spam relay).
         if let notify::Target::Address(a) = &notice.to
             && !self
                 .in_hand

@@ -136,19 +136,37 @@ fn act(action: Action, why: String, list: &str) -> PostResult {
     }
 }
 
-/// Whether the host's `Authentication-Results` (the first one, which is the host's own)
-/// says the post fails DMARC for an author's domain that asks receivers to act on that
+/// Whether the host's `Authentication-Results` (the first one, which is the host's own,
+/// read as RFC 8601 words: see [`clauses`]) says the post fails DMARC for an author's domain that asks receivers to act on that
 /// (`quarantine` or `reject`; failing under `p=none` is common and means little), or,
 /// with [`AuthCheck::Dkim`], carries a DKIM signature that does not verify.
 fn auth_failed(results: Option<&str>, check: AuthCheck) -> Option<&'static str> {
-    let v = results?.to_ascii_lowercase();
-    if v.contains("dmarc=fail")
-        && (v.contains("policy.dmarc=quarantine") || v.contains("policy.dmarc=reject"))
+    let clauses = clauses(results?);
+    let results: Vec<(String, String, &[String])> = clauses
+        .iter()
+        .skip(1)
+        .filter_map(|c| method_result(c).map(|(m, r)| (m, r, &c[1..])))
+        .collect();
+    let strict = |props: &[String]| {
+        props.iter().any(|p| {
+            let p = p.to_ascii_lowercase();
+            p == "policy.dmarc=quarantine" || p == "policy.dmarc=reject"
+        })
+    };
+    if results
+        .iter()
+        .any(|(m, r, props)| m == "dmarc" && r == "fail" && strict(props))
     {
         return Some("the author's domain fails DMARC");
     }
-    (check == AuthCheck::Dkim && v.contains("dkim=fail"))
+    (check == AuthCheck::Dkim && results.iter().any(|(m, r, _)| m == "dkim" && r == "fail"))
         .then_some("the post's DKIM signature does not verify")
+}
+
+/// A clause's method and result, lower-cased: `dkim=pass` is ("dkim", "pass").
+fn method_result(clause: &[String]) -> Option<(String, String)> {
+    let (method, result) = clause.first()?.split_once('=')?;
+    Some((method.to_ascii_lowercase(), result.to_ascii_lowercase()))
 }
 
 /// What the host's checks say of the author's domain.
@@ -228,10 +246,9 @@ fn proof(results: Option<&str>, from_domain: &str) -> Proof {
     let mut unknown = false;
     // After the authserv-id, one clause per method: `dkim=pass header.d=x.example ...`.
     for clause in clauses(results).iter().skip(1) {
-        let Some((method, result)) = clause.first().and_then(|w| w.split_once('=')) else {
+        let Some((method, result)) = method_result(clause) else {
             continue;
         };
-        let (method, result) = (method.to_ascii_lowercase(), result.to_ascii_lowercase());
         if result == "temperror" {
             unknown = true;
             continue;
@@ -473,6 +490,10 @@ mod tests {
             assert_eq!(auth_failed(Some(lax), check), None);
             assert_eq!(auth_failed(Some(good), check), None);
             assert_eq!(auth_failed(None, check), None);
+            // Words in a comment or a quoted string are not results.
+            let hidden = "lists.example.org; dkim=none (dmarc=fail policy.dmarc=reject) \
+                          header.d=x.example; spf=pass smtp.mailfrom=\"a;dkim=fail\"@x.example";
+            assert_eq!(auth_failed(Some(hidden), check), None);
         }
         assert_eq!(auth_failed(Some(broken), AuthCheck::Dmarc), None);
         assert!(
